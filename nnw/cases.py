@@ -1,0 +1,140 @@
+"""The conformance cases of a profile: method × task × configuration × Modification × Parameter.
+
+Each case has a readable, deterministic id (``NCT-ResNet8-alpha5-pruning-P50``) so ``-k NCT``,
+``-k "RTW and quantization"``, ``-k VGG16`` select what a user expects, and an ``xdist_group``
+shared by every case that uses the same marked models. Which cases exist for a method follows
+its capability tags (``nnw.methods.base.Tags``) and the profile's grids (``nnw/profiles/*.json``).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from nnw.profile import Profile
+
+
+
+@dataclass(frozen=True)
+class Case:
+    property: str                 # imperceptibility | robustness | false_alarms | overwriting | fingerprint_*
+    method: str
+    task: str
+    config: tuple = ()            # ((key, value), ...) — hashable
+    modification: str | None = None   # canonical Modification name
+    table: str | None = None
+    id: str = ""
+    group: str = ""
+    extra: tuple = field(default=())
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.config)
+
+
+def _num(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _configs(grid: dict[str, list]) -> list[tuple[tuple, str]]:
+    """All configurations of a grid, with the id part naming only the varying keys."""
+    keys = list(grid)
+    out = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        cfg = tuple(zip(keys, values))
+        label = "-".join(f"{k}{_num(v)}" for k, v in cfg if len(grid[k]) > 1)
+        out.append((cfg, label))
+    return out
+
+
+def _tid(*parts: str) -> str:
+    return "-".join(p for p in parts if p)
+
+
+# NNW-TEC tables reproduced by each (method, modification family), for the report.
+_TABLES = {
+    ("NCT", "noise"): {"VGG16": "4", "ResNet8": "5"}, ("NCT", "finetuning"): {"VGG16": "6", "ResNet8": "7"},
+    ("NCT", "quantization"): {"VGG16": "8", "ResNet8": "9"}, ("NCT", "pruning"): {"VGG16": "10", "ResNet8": "11"},
+    ("RTW", "noise"): "13", ("RTW", "finetuning"): "14", ("RTW", "quantization"): "15", ("RTW", "pruning"): "16",
+    ("TBW", "noise"): "18", ("TBW", "finetuning"): "19", ("TBW", "quantization"): "20", ("TBW", "pruning"): "21",
+}
+_IMP_TABLES = {"NCT": "2", "RTW": "12", "TBW": "17"}
+
+
+def table_for(method: str, family: str, task: str) -> str | None:
+    t = _TABLES.get((method, family))
+    return t.get(task) if isinstance(t, dict) else t
+
+
+def _method_grid(profile: Profile, method, section: str) -> dict[str, list]:
+    grid = profile.method_grid(method.name, section)
+    if grid:
+        return grid
+    if section == "imperceptibility_other_tasks":
+        return _method_grid(profile, method, "robustness")
+    default = dict(getattr(method, "default_config", None) or {})
+    return {k: [v] for k, v in default.items()}
+
+
+def modifications(profile: Profile) -> list[str]:
+    from nnw.modifications import make_modification
+
+    names = []
+    for family, grid in profile.modification_grid().items():
+        for values in itertools.product(*grid.values()):
+            names.append(make_modification(family, **dict(zip(grid.keys(), values))).name)
+    return names
+
+
+def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
+    """Every applicable case of the profile for the given method objects, by property."""
+    from nnw.modifications import parse_modification
+
+    out: dict[str, list[Case]] = {k: [] for k in ("imperceptibility", "robustness", "false_alarms", "overwriting",
+                                                   "fingerprint_unicity", "fingerprint_robustness")}
+    mods = [parse_modification(n) for n in modifications(profile)]
+    for method in methods:
+        tags = method.tags
+        tasks = [t for t in profile.tasks if profile.tasks[t]["task"] in tags.tasks]
+        rob_grid = _method_grid(profile, method, "robustness")
+        rob_cfgs = _configs(rob_grid)
+        for task in tasks:
+            classification = profile.tasks[task]["task"] == "classification"
+            if tags.kind == "active":
+                section = "imperceptibility" if classification else "imperceptibility_other_tasks"
+                for cfg, label in _configs(_method_grid(profile, method, section)):
+                    tid = _tid(method.name, task, label)
+                    out["imperceptibility"].append(Case("imperceptibility", method.name, task, cfg, None,
+                                                        _IMP_TABLES.get(method.name) if classification else "3",
+                                                        tid, tid))
+            if not classification and tags.kind == "active":
+                continue  # robustness tables of NNW-TEC cover the classification task
+            if tags.detects and tags.kind == "active":
+                for cfg, label in rob_cfgs:
+                    group = _tid(method.name, task, label)
+                    for mod in mods:
+                        if mod.family == "overwriting" and tags.multi_mark:
+                            continue  # covered by the Figure 4 case
+                        out["robustness"].append(Case("robustness", method.name, task, cfg, mod.name,
+                                                      table_for(method.name, mod.family, task),
+                                                      _tid(method.name, task, label, mod.id), group))
+                    for mod in [None] + [m for m in mods if m.family != "overwriting"]:
+                        out["false_alarms"].append(Case("false_alarms", method.name, task, cfg,
+                                                        None if mod is None else mod.name, None,
+                                                        _tid(method.name, task, label, "unmodified" if mod is None else mod.id),
+                                                        group))
+                if tags.multi_mark and "overwriting" in profile.data["methods"].get(method.name, {}):
+                    cfg, label = rob_cfgs[0]
+                    out["overwriting"].append(Case("overwriting", method.name, task, cfg, None, "F4",
+                                                   _tid(method.name, task, "overwriting"), _tid(method.name, task)))
+            if tags.fingerprints:
+                cfg = tuple((k, v[0]) for k, v in rob_grid.items() if k != "alpha")
+                group = _tid(method.name, task, "fingerprint")
+                out["fingerprint_unicity"].append(Case("fingerprint_unicity", method.name, task, cfg, None, None,
+                                                       _tid(method.name, task), group))
+                for mod in mods:
+                    if mod.family == "overwriting":
+                        continue
+                    out["fingerprint_robustness"].append(Case("fingerprint_robustness", method.name, task, cfg,
+                                                              mod.name, None, _tid(method.name, task, mod.id), group))
+    return out

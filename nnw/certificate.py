@@ -1,0 +1,82 @@
+"""The machine-readable certificate of a conformance run (schema: nnw/schemas/certificate.schema.json).
+
+Written once, by the xdist controller (or the only process), validated against its schema when
+written. Its content is independent of the number of xdist workers: clauses are sorted by node
+id and no timings or timestamps are stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import platform
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = "1"
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("nnw.schemas").joinpath("certificate.schema.json").read_text())
+
+
+def validate(cert: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``cert`` does not follow the published schema."""
+    import jsonschema
+
+    jsonschema.validate(cert, schema())
+
+
+def _method_info(method) -> dict[str, Any]:
+    try:
+        src = Path(inspect.getsourcefile(type(method))).read_bytes()
+    except (TypeError, OSError):
+        src = repr(type(method)).encode()
+    tags = {k: (sorted(v) if isinstance(v, (set, frozenset)) else v) for k, v in vars(method.tags).items()}
+    return {"name": method.name, "version": str(getattr(method, "version", "0")),
+            "sha256": hashlib.sha256(src).hexdigest(), "origin": f"{type(method).__module__}:{type(method).__qualname__}",
+            "tags": tags}
+
+
+def build_certificate(profile, methods: Iterable, device: str, clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    import nnw
+
+    clauses = sorted(clauses, key=lambda c: c["nodeid"])
+    counts = Counter(c["verdict"] for c in clauses)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "spec_version": nnw.SPEC_VERSION,
+        "suite": {"name": "nnw-conformance", "version": nnw.__version__},
+        "profile": {"name": profile.name, "source": profile.source,
+                    "sha256": hashlib.sha256(json.dumps(profile.data, sort_keys=True).encode()).hexdigest()},
+        "methods": [_method_info(m) for m in methods],
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": device},
+        "seeds": {"model_seeds": profile.model_seeds, "key_seeds": profile.key_seeds},
+        "summary": {"verdict": "fail" if counts.get("fail") else "pass", "counts": dict(sorted(counts.items()))},
+        "clauses": clauses,
+    }
+
+
+def write_certificate(config, clauses: list[dict[str, Any]]) -> Path:
+    from nnw.device import resolve_device
+    from nnw.methods.registry import get_method
+    from nnw.profile import load_profile
+
+    profile = load_profile(config.getoption("--nnw-profile"))
+    names = config.getoption("--nnw-method") or ["NCT", "RTW", "TBW"]
+    used = {c["method"] for c in clauses}
+    methods = [m for m in (get_method(n) for n in names) if m.name in used]
+    cert = build_certificate(profile, methods, str(resolve_device(config.getoption("--nnw-device")).type), clauses)
+    validate(cert)
+    path = Path(config.getoption("--nnw-certificate"))
+    if not path.is_absolute():
+        path = Path(config.rootpath) / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(cert, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,27 @@
+"""Helpers shared by the checks: detection, performance and the relative error of eq. (2)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from nnw.metrics import relative_error
+
+
+def detection_row(method, model, key, task) -> dict[str, Any]:
+    det = method.detect(model, key, prepare=task.prepare)
+    row = {"detected": bool(det.present), "score": float(det.score), "threshold": float(det.threshold),
+           "p_value": None if det.p_value is None else float(det.p_value)}
+    if method.tags.decodes:
+        dec = method.decode(model, key)
+        row.update(ber=None if dec.ber is None else float(dec.ber), actor=dec.actor_id, payload_valid=dec.valid)
+        if "ser" in dec.details:
+            row["ser"] = float(dec.details["ser"])
+    return row
+
+
+def worst_relative_error(p_m: Mapping[str, float], p_unm: Mapping[str, float], keys) -> float:
+    """NNW-TEC eq. (2) on every performance measure of the task, the worst one (as a fraction)."""
+    return max(relative_error(p_m[k], p_unm[k]) for k in keys)
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"

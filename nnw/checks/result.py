@@ -1,0 +1,31 @@
+"""The record every conformance check returns: one clause, its verdict and what was measured.
+
+Verdicts: ``pass``, ``fail``, ``not applicable`` (the method's tags exclude the clause, like ONNX's
+"not supposed to implement it") and, added by the plugin, ``known failure`` (declared in the
+submitter's ``--nnw-xfails-file``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PASS, FAIL, NOT_APPLICABLE, KNOWN_FAILURE = "pass", "fail", "not applicable", "known failure"
+
+
+@dataclass
+class ClauseResult:
+    clause: str                       # e.g. "NNW-TEC §7.2.6 Robustness"
+    title: str                        # the spec's words, e.g. "Robustness of NCT against magnitude pruning"
+    verdict: str
+    message: str
+    measured: dict[str, Any] = field(default_factory=dict)
+    threshold: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    table: str | None = None          # the spec table it reproduces, e.g. "10"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in (PASS, NOT_APPLICABLE)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,530 @@
+"""Embedded offline datasets built from the photographs that scikit-image ships.
+
+NNW-TEC §6.1 evaluates on CIFAR10, Cityscapes and Div2K. Where those are not on the
+machine, these sets stand in for them with the same tensor conventions, built
+deterministically from a seed out of real pixels: the photos bundled in the
+``skimage.data`` package directory (loaded without any download; files that
+scikit-image fetches on demand are not used).
+
+Leakage rule: every set draws its train items from the left 75% of each source
+photo and its test items from the right 25%, with a 16-pixel gap on each side so that
+interpolation never reads across the boundary; ``meta["boxes"]`` records each
+item's source rectangle so the rule can be checked.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nnw.data.imageset import ImageSet
+
+__all__ = [
+    "CLASSIFICATION_SOURCES",
+    "SCENE_CLASSES",
+    "TRAIN_FRACTION",
+    "embedded_classification",
+    "embedded_generation",
+    "embedded_segmentation",
+    "embedded_superres",
+    "source_photo",
+    "split_region",
+]
+
+TRAIN_FRACTION = 0.75
+"""Share of each source photo's width (from the left) reserved for train items."""
+
+_PYRAMID_LEVELS = 4
+_GAP = 2**_PYRAMID_LEVELS  # pixels left unused each side of the train/test boundary (> resampling reach)
+
+
+def _skimage(name: str, index: int | None = None) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        image = getattr(skimage.data, name)()
+        return image[index] if index is not None else image
+
+    return load
+
+
+# Photos stored in scikit-image's own package directory (checked to load offline with
+# scikit-image 0.26; lily, skin, eagle, kidney, brain ... need a download and are absent).
+_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "astronaut": _skimage("astronaut"),
+    "coffee": _skimage("coffee"),
+    "chelsea": _skimage("chelsea"),
+    "rocket": _skimage("rocket"),
+    "hubble_deep_field": _skimage("hubble_deep_field"),
+    "immunohistochemistry": _skimage("immunohistochemistry"),
+    "motorcycle": _skimage("stereo_motorcycle", 0),
+    "camera": _skimage("camera"),
+    "brick": _skimage("brick"),
+    "grass": _skimage("grass"),
+    "gravel": _skimage("gravel"),
+    "coins": _skimage("coins"),
+    "colorwheel": _skimage("colorwheel"),
+    "retina": _skimage("retina"),
+    "moon": _skimage("moon"),
+    "clock": _skimage("clock"),
+    "cell": _skimage("cell"),
+    "page": _skimage("page"),
+    "text": _skimage("text"),
+}
+
+CLASSIFICATION_SOURCES: tuple[str, ...] = tuple(_PHOTOS)
+"""One class per photo, in this order; ``num_classes`` takes the first ones."""
+
+
+@functools.lru_cache(maxsize=None)
+def source_photo(name: str) -> Tensor:
+    """The bundled photo ``name`` as a float32 3 x H x W tensor in [0, 255] (cached; do not modify).
+
+    Greyscale photos are replicated to three channels; an alpha channel is dropped.
+    """
+    if name not in _PHOTOS:
+        raise KeyError(f"unknown embedded photo {name!r}; expected one of {sorted(_PHOTOS)}")
+    image = np.asarray(_PHOTOS[name]())
+    if image.dtype != np.uint8:
+        raise TypeError(f"embedded photo {name!r} should be uint8, received {image.dtype}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    tensor = torch.from_numpy(np.ascontiguousarray(image[:, :, :3])).permute(2, 0, 1)
+    return tensor.to(torch.float32).contiguous()
+
+
+def split_region(width: int, split: str, gap: int = _GAP) -> tuple[int, int]:
+    """Column range ``[lo, hi)`` of a source photo of ``width`` usable by ``split``.
+
+    ``gap`` columns stay unused on each side of the boundary: enough for resampling
+    (the default) or 1 for integer slicing of an area-averaged pyramid level.
+    """
+    boundary = int(round(width * TRAIN_FRACTION))
+    if split == "train":
+        return 0, boundary - gap
+    if split == "test":
+        return boundary + gap, width
+    raise ValueError(f"split must be 'train' or 'test', received {split!r}")
+
+
+def _rng(seed: int, stream: str) -> np.random.Generator:
+    """An independent generator per (seed, dataset/split), so one split never shifts another."""
+    return np.random.default_rng(np.random.SeedSequence([seed, *stream.encode()]))
+
+
+def _sample_boxes(
+    rng: np.random.Generator,
+    height: int,
+    region: tuple[int, int],
+    count: int,
+    side_range: tuple[float, float],
+) -> np.ndarray:
+    """``count`` square boxes (x1, y1, x2, y2) inside rows [0, height) and columns ``region``."""
+    lo, hi = region
+    max_side = min(side_range[1], hi - lo, height)
+    min_side = min(side_range[0], max_side)
+    sides = np.exp(rng.uniform(np.log(min_side), np.log(max_side), size=count))
+    x1 = lo + rng.uniform(0.0, 1.0, size=count) * (hi - lo - sides)
+    y1 = rng.uniform(0.0, 1.0, size=count) * (height - sides)
+    return np.stack([x1, y1, x1 + sides, y1 + sides], axis=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _pyramid(name: str) -> tuple[Tensor, ...]:
+    """``source_photo(name)`` area-averaged by 1, 2, 4 and 8 (cached; do not modify)."""
+    levels = [source_photo(name)]
+    for _ in range(_PYRAMID_LEVELS - 1):
+        levels.append(F.avg_pool2d(levels[-1][None], 2, ceil_mode=True)[0])
+    return tuple(levels)
+
+
+def _crop_resize(name: str, boxes: np.ndarray, size: int) -> Tensor:
+    """Crops of photo ``name`` at ``boxes`` (x1, y1, x2, y2) resampled to ``size`` x ``size``.
+
+    One bilinear sample per output pixel, taken from the pyramid level whose pixel
+    pitch is closest to the crop's (so shrinking never skips more than ~1.4 pixels).
+    """
+    boxes_t = torch.from_numpy(boxes).float()
+    pitch = (boxes_t[:, 2] - boxes_t[:, 0]) / size
+    level_of = torch.log2(pitch).round().clamp(0, _PYRAMID_LEVELS - 1).long()
+    centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    out = torch.empty((len(boxes), 3, size, size), dtype=torch.float32)
+    for level, image in enumerate(_pyramid(name)):
+        index = torch.nonzero(level_of == level).flatten()
+        if index.numel() == 0:
+            continue
+        b = boxes_t[index] / 2**level
+        height, width = image.shape[1:]
+        gx = (b[:, 0:1] + centres * (b[:, 2:3] - b[:, 0:1])) / width * 2 - 1
+        gy = (b[:, 1:2] + centres * (b[:, 3:4] - b[:, 1:2])) / height * 2 - 1
+        grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+        sampled = F.grid_sample(
+            image[None], grid.view(1, -1, size, 2), mode="bilinear", padding_mode="border", align_corners=False
+        )
+        out[index] = sampled.view(3, index.numel(), size, size).transpose(0, 1)
+    return out
+
+
+def _colour_jitter(x: Tensor, rng: np.random.Generator, strength: float = 1.0) -> Tensor:
+    """Random saturation, contrast, brightness, per-channel gain and pixel noise (x in [0, 255]).
+
+    The four colour operations are linear, so they are applied as one per-item 3 x 3
+    matrix plus offset: ``gain * brightness * (mean + contrast * (sat(x) - mean))``,
+    where ``sat(x) = grey + saturation * (x - grey)`` keeps the mean unchanged.
+    """
+    n, channels = x.shape[:2]
+
+    def factor(spread: float, count: int = 1) -> Tensor:
+        values = rng.uniform(1 - spread * strength, 1 + spread * strength, size=(n, count))
+        return torch.from_numpy(values.astype(np.float32))
+
+    saturation, contrast, brightness = factor(0.35), factor(0.3), factor(0.3)
+    gain = factor(0.1, channels) * brightness  # n x C
+    mixing = saturation[:, :, None] * torch.eye(channels) + (1 - saturation[:, :, None]) / channels
+    matrix = gain[:, :, None] * contrast[:, :, None] * mixing  # n x C x C
+    offset = gain * (1 - contrast) * x.mean(dim=(1, 2, 3))[:, None]  # n x C
+    out = torch.baddbmm(offset[:, :, None], matrix, x.reshape(n, channels, -1)).view_as(x)
+    noise_sigma = torch.from_numpy(rng.uniform(0, 6 * strength, size=(n, 1, 1, 1)).astype(np.float32))
+    generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    return out.add_(torch.randn(out.shape, generator=generator).mul_(noise_sigma))
+
+
+def _to_uint8(x: Tensor) -> Tensor:
+    return x.round().clamp_(0, 255).to(torch.uint8)
+
+
+def _hflip_some(x: Tensor, rng: np.random.Generator) -> Tensor:
+    """Flip a random half of the items left-right, in place."""
+    flip = torch.from_numpy(np.flatnonzero(rng.random(x.shape[0]) < 0.5))
+    x[flip] = x[flip].flip(-1)
+    return x
+
+
+def _classification_split(
+    sources: tuple[str, ...], n: int, size: int, split: str, rng: np.random.Generator
+) -> ImageSet:
+    labels = rng.permutation(np.arange(n) % len(sources))
+    x = torch.empty((n, 3, size, size), dtype=torch.float32)
+    boxes = np.empty((n, 4), dtype=np.float64)
+    for label, name in enumerate(sources):
+        index = np.flatnonzero(labels == label)
+        if index.size == 0:
+            continue
+        photo = source_photo(name)
+        region = split_region(photo.shape[2], split)
+        chosen = _sample_boxes(rng, photo.shape[1], region, index.size, (0.75 * size, 3.0 * size))
+        x[torch.from_numpy(index)] = _crop_resize(name, chosen, size)
+        boxes[index] = chosen
+    x = _to_uint8(_colour_jitter(_hflip_some(x, rng), rng))
+    meta = {
+        "name": "embedded_classification",
+        "split": split,
+        "classes": list(sources),
+        "num_classes": len(sources),
+        "boxes": torch.from_numpy(boxes),
+        "sources": [sources[i] for i in labels],
+    }
+    return ImageSet(x=x, y=torch.from_numpy(labels.astype(np.int64)), meta=meta)
+
+
+def embedded_classification(
+    seed: int = 0,
+    n_train: int = 5000,
+    n_test: int = 1000,
+    size: int = 32,
+    num_classes: int = 10,
+) -> tuple[ImageSet, ImageSet]:
+    """An offline CIFAR10 stand-in (NNW-TEC §6.1 image classification): one class per bundled photo.
+
+    Items are ``size`` x ``size`` uint8 patches cropped at random positions and scales
+    (side 0.75..3 x ``size``), randomly flipped and colour-jittered; train patches come
+    from the left 75% of each photo, test patches from the right 25%.
+    """
+    if not 2 <= num_classes <= len(CLASSIFICATION_SOURCES):
+        raise ValueError(
+            f"num_classes must be in [2, {len(CLASSIFICATION_SOURCES)}] (one bundled photo per "
+            f"class), received {num_classes}"
+        )
+    if n_train < 0 or n_test < 0 or size < 4:
+        raise ValueError(f"expected n_train, n_test >= 0 and size >= 4, received {n_train}, {n_test}, {size}")
+    sources = CLASSIFICATION_SOURCES[:num_classes]
+    train = _classification_split(sources, n_train, size, "train", _rng(seed, "classification/train"))
+    test = _classification_split(sources, n_test, size, "test", _rng(seed, "classification/test"))
+    return train, test
+
+
+def _superres_split(
+    sources: tuple[str, ...], n: int, hr_size: int, scale: int, split: str, rng: np.random.Generator
+) -> ImageSet:
+    choice = rng.integers(0, len(sources), size=n)
+    hr = torch.empty((n, 3, hr_size, hr_size), dtype=torch.float32)
+    boxes = np.empty((n, 4), dtype=np.float64)
+    for k, name in enumerate(sources):
+        index = np.flatnonzero(choice == k)
+        photo = source_photo(name)
+        lo, hi = split_region(photo.shape[2], split)
+        if hi - lo < hr_size or photo.shape[1] < hr_size:
+            raise ValueError(f"embedded photo {name!r} is too small for {hr_size}-pixel HR patches")
+        xs = rng.integers(lo, hi - hr_size + 1, size=index.size)
+        ys = rng.integers(0, photo.shape[1] - hr_size + 1, size=index.size)
+        for i, x0, y0 in zip(index, xs, ys):
+            hr[i] = photo[:, y0 : y0 + hr_size, x0 : x0 + hr_size]
+        boxes[index] = np.stack([xs, ys, xs + hr_size, ys + hr_size], axis=1)
+    hr = _hflip_some(hr, rng)
+    rotate = torch.from_numpy(rng.random(n) < 0.5)
+    hr = torch.where(rotate[:, None, None, None], hr.transpose(-1, -2), hr)
+    hr_u8 = _to_uint8(hr)
+    lr = F.interpolate(hr_u8.float(), scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)
+    meta = {
+        "name": "embedded_superres",
+        "split": split,
+        "scale": scale,
+        "boxes": torch.from_numpy(boxes),
+        "sources": [sources[i] for i in choice],
+    }
+    return ImageSet(x=_to_uint8(lr), y=hr_u8, meta=meta)
+
+
+def embedded_superres(
+    seed: int = 0,
+    n_train: int = 4000,
+    n_test: int = 800,
+    hr_size: int = 32,
+    scale: int = 2,
+) -> tuple[ImageSet, ImageSet]:
+    """An offline Div2K stand-in (NNW-TEC §6.1 up-sampling): x = LR, y = HR uint8 patch pairs.
+
+    HR patches are native-resolution crops of the bundled photos (random flips and
+    transpositions); LR is their antialiased bicubic downscaling by ``scale`` (PIL-like,
+    ``torch.nn.functional.interpolate(..., antialias=True)``).
+    """
+    if scale < 1 or hr_size % scale != 0:
+        raise ValueError(f"hr_size must be a multiple of scale, received hr_size={hr_size}, scale={scale}")
+    if n_train < 0 or n_test < 0:
+        raise ValueError(f"expected n_train, n_test >= 0, received {n_train}, {n_test}")
+    sources = CLASSIFICATION_SOURCES[:10]
+    train = _superres_split(sources, n_train, hr_size, scale, "train", _rng(seed, "superres/train"))
+    test = _superres_split(sources, n_test, hr_size, scale, "test", _rng(seed, "superres/test"))
+    return train, test
+
+
+# --------------------------------------------------------------------------- street scenes
+# Cityscapes train IDs (NNW-TEC §6.1 semantic segmentation / pix2pix on Cityscapes).
+ROAD, SIDEWALK, BUILDING, POLE, TRAFFIC_SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 9, 10, 11, 13
+SCENE_CLASSES: tuple[int, ...] = (ROAD, SIDEWALK, BUILDING, POLE, TRAFFIC_SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR)
+"""Train IDs the street-scene generator draws (a subset of the 19 Cityscapes classes)."""
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How one class is rendered: a texture cut from a bundled photo, a base colour, a contrast."""
+
+    photo: str
+    level: int  # pyramid level the texture is cut from (area-averaged by 2**level)
+    colours: tuple[tuple[int, int, int], ...]  # base colours; empty = use the photo's own colours
+    contrast: float  # texture amplitude around the base colour
+
+
+_STYLES: dict[int, _Style] = {
+    SKY: _Style("moon", 2, ((70, 130, 200), (150, 170, 195), (185, 190, 195)), 0.05),
+    BUILDING: _Style("brick", 2, ((190, 170, 140), (120, 120, 128), (150, 85, 65), (210, 205, 190)), 0.35),
+    ROAD: _Style("gravel", 2, ((90, 90, 96), (105, 100, 100), (75, 78, 85)), 0.15),
+    SIDEWALK: _Style("brick", 3, ((175, 150, 160), (160, 160, 150)), 0.25),
+    VEGETATION: _Style("grass", 1, ((55, 95, 40), (70, 110, 35), (40, 80, 45)), 0.45),
+    TERRAIN: _Style("grass", 0, ((150, 160, 90), (165, 150, 95)), 0.25),
+    POLE: _Style("gravel", 0, ((135, 135, 140), (95, 95, 100)), 0.08),
+    TRAFFIC_SIGN: _Style("camera", 2, ((220, 200, 10), (30, 80, 200), (200, 30, 30)), 0.05),
+    PERSON: _Style("astronaut", 1, (), 0.0),
+    CAR: _Style("motorcycle", 1, ((0, 40, 160), (170, 20, 20), (30, 30, 30), (200, 200, 205), (20, 110, 60)), 0.3),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _grey_texture(name: str, level: int) -> np.ndarray:
+    """Pyramid level ``level`` of photo ``name`` as grey, zero-mean, unit-std float32 H x W (cached)."""
+    grey = _pyramid(name)[level].mean(dim=0).numpy()
+    return ((grey - grey.mean()) / (grey.std() + 1e-6)).astype(np.float32)
+
+
+def _texture_tile(texture: np.ndarray, split: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``size`` x ``size`` tile from the ``split`` region of ``texture`` (mirrored out if too small)."""
+    height, width = texture.shape[-2:]
+    lo, hi = split_region(width, split, gap=1)  # integer slicing: level pixels never straddle
+    side = min(size, hi - lo, height)
+    x0 = int(rng.integers(lo, hi - side + 1))
+    y0 = int(rng.integers(0, height - side + 1))
+    tile = texture[..., y0 : y0 + side, x0 : x0 + side]
+    if rng.random() < 0.5:
+        tile = tile[..., ::-1]
+    if side < size:
+        pad = [(0, 0)] * (tile.ndim - 2) + [(0, size - side), (0, size - side)]
+        tile = np.pad(tile, pad, mode="symmetric")
+    return tile
+
+
+def _street_labels(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One random street-scene label map (uint8 train IDs) of ``size`` x ``size``."""
+    rows = np.arange(size, dtype=np.float32)[:, None] + 0.5
+    cols = np.arange(size, dtype=np.float32)[None, :] + 0.5
+    label = np.full((size, size), SKY, dtype=np.uint8)
+    horizon = rng.uniform(0.35, 0.55) * size
+
+    # Buildings along the horizon, with gaps; trees in front of them.
+    left = 0.0
+    while left < size:
+        width = rng.uniform(0.12, 0.35) * size
+        if rng.random() < 0.8:
+            top = horizon - rng.uniform(0.1, 0.5) * size
+            label[(cols >= left) & (cols < left + width) & (rows >= top) & (rows < horizon)] = BUILDING
+        left += width
+    for _ in range(int(rng.integers(0, 4))):
+        cy, cx = horizon - rng.uniform(0.0, 0.2) * size, rng.uniform(0, size)
+        ry, rx = rng.uniform(0.06, 0.16, size=2) * size
+        label[(((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1) & (rows < horizon)] = VEGETATION
+
+    # Ground: terrain, with a road trapezoid flanked by sidewalks, converging at the horizon.
+    depth = np.clip((rows - horizon) / (size - horizon), 0, None)  # 0 at the horizon, 1 at the bottom
+    ground = np.broadcast_to(rows >= horizon, (size, size))
+    vanish = rng.uniform(0.3, 0.7) * size
+    half_left, half_right = rng.uniform(0.25, 0.6, size=2) * size
+    walk = rng.uniform(0.3, 0.7)
+    road_l, road_r = vanish - depth * half_left, vanish + depth * half_right
+    walk_l, walk_r = road_l - depth * half_left * walk, road_r + depth * half_right * walk
+    label[ground] = TERRAIN
+    label[ground & (cols >= walk_l) & (cols < walk_r)] = SIDEWALK
+    label[ground & (cols >= road_l) & (cols < road_r)] = ROAD
+
+    # Objects, far to near: poles (some carrying a sign) and persons on sidewalks, cars on the road.
+    objects = [(rng.uniform(0.15, 1.0), kind) for kind in ("pole",) * int(rng.integers(0, 3))]
+    objects += [(rng.uniform(0.15, 1.0), "person") for _ in range(int(rng.integers(0, 3)))]
+    objects += [(rng.uniform(0.1, 1.0), "car") for _ in range(int(rng.integers(0, 4)))]
+    for d, kind in sorted(objects):
+        base = horizon + d * (size - horizon)
+        lroad, rroad = vanish - d * half_left, vanish + d * half_right
+        if kind == "car":
+            width = max(2.0, (rroad - lroad) * rng.uniform(0.3, 0.45))
+            height = width * rng.uniform(0.5, 0.75)
+            cx = rng.uniform(lroad + width / 2, max(lroad + width / 2, rroad - width / 2))
+            body = (np.abs(cols - cx) <= width / 2) & (rows <= base) & (rows >= base - height * 0.6)
+            cabin = (np.abs(cols - cx) <= width * 0.32) & (rows < base - height * 0.6) & (rows >= base - height)
+            label[body | cabin] = CAR
+            continue
+        on_left = rng.random() < 0.5
+        cx = lroad - d * half_left * walk / 2 if on_left else rroad + d * half_right * walk / 2
+        if kind == "pole":
+            height, width = d * rng.uniform(0.5, 0.9) * size, max(1.0, d * 0.03 * size)
+            label[(np.abs(cols - cx) <= width / 2) & (rows <= base) & (rows >= base - height)] = POLE
+            if rng.random() < 0.6:
+                half = max(1.0, d * 0.05 * size)
+                top = base - height
+                label[(np.abs(cols - cx) <= half) & (rows >= top) & (rows <= top + 2 * half)] = TRAFFIC_SIGN
+        else:
+            height = max(3.0, d * rng.uniform(0.25, 0.35) * size)
+            width = height * 0.35
+            body = (np.abs(cols - cx) <= width / 2) & (rows <= base) & (rows >= base - height * 0.8)
+            head = ((rows - (base - height * 0.88)) ** 2 + (cols - cx) ** 2) <= (height * 0.12) ** 2
+            label[body | head] = PERSON
+    return label
+
+
+def _render_street(label: np.ndarray, split: str, rng: np.random.Generator) -> np.ndarray:
+    """Render a label map as a float32 3 x H x W photo in [0, 255]: per-class textures, lighting, noise."""
+    size = label.shape[0]
+    image = np.empty((3, size, size), dtype=np.float32)
+    for train_id in np.unique(label):
+        style = _STYLES[int(train_id)]
+        mask = label == train_id
+        if not style.colours:  # the photo's own colours
+            tile = _texture_tile(_pyramid(style.photo)[style.level].numpy(), split, size, rng)
+            image[:, mask] = tile[:, mask] * rng.uniform(0.8, 1.2)
+            continue
+        tile = _texture_tile(_grey_texture(style.photo, style.level), split, size, rng)
+        colour = np.asarray(style.colours[int(rng.integers(len(style.colours)))], dtype=np.float32)
+        colour = colour * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+        shade = 1 + style.contrast * tile[mask]
+        if train_id == SKY:  # brighter towards the horizon
+            rows = np.nonzero(mask)[0].astype(np.float32) / size
+            shade = shade * (0.85 + 0.4 * rows)
+        image[:, mask] = colour[:, None] * shade[None, :]
+    return image
+
+
+def _street_split(n: int, size: int, split: str, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    labels = np.empty((n, size, size), dtype=np.uint8)
+    images = np.empty((n, 3, size, size), dtype=np.float32)
+    for i in range(n):
+        labels[i] = _street_labels(rng, size)
+        images[i] = _render_street(labels[i], split, rng)
+    x = torch.from_numpy(images)
+    # Lighting: global gain and a left-right illumination gradient, then sensor noise.
+    gain = torch.from_numpy(rng.uniform(0.7, 1.25, size=(n, 1, 1, 1)).astype(np.float32))
+    slope = torch.from_numpy(rng.uniform(-0.3, 0.3, size=(n, 1, 1, 1)).astype(np.float32))
+    ramp = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5
+    x = x * gain * (1 + slope * ramp)
+    sigma = torch.from_numpy(rng.uniform(2.0, 8.0, size=(n, 1, 1, 1)).astype(np.float32))
+    generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    x = x + torch.randn(x.shape, generator=generator) * sigma
+    return _to_uint8(x), torch.from_numpy(labels.astype(np.int64))
+
+
+def _street_meta(name: str, split: str, y: Tensor) -> dict:
+    from nnw.data.cityscapes import TRAINID_NAMES
+
+    return {
+        "name": name,
+        "split": split,
+        "classes": list(TRAINID_NAMES),
+        "num_classes": len(TRAINID_NAMES),
+        "classes_present": torch.bincount(y.flatten(), minlength=256).nonzero().flatten().tolist(),
+        "ignore_index": 255,
+    }
+
+
+def _street_sets(seed: int, n_train: int, n_test: int, size: int) -> dict[str, tuple[Tensor, Tensor]]:
+    if n_train < 0 or n_test < 0 or size < 16:
+        raise ValueError(f"expected n_train, n_test >= 0 and size >= 16, received {n_train}, {n_test}, {size}")
+    return {
+        split: _street_split(n, size, split, _rng(seed, f"street/{split}"))
+        for split, n in (("train", n_train), ("test", n_test))
+    }
+
+
+def embedded_segmentation(
+    seed: int = 0, n_train: int = 2000, n_test: int = 400, size: int = 64
+) -> tuple[ImageSet, ImageSet]:
+    """An offline Cityscapes stand-in (NNW-TEC §6.1 semantic segmentation): procedural street scenes.
+
+    x = rendered photo (uint8 N x 3 x ``size`` x ``size``), y = int64 Cityscapes train-ID
+    map (classes of :data:`SCENE_CLASSES`). Class textures are cut from the bundled
+    photos (train from the left 75%, test from the right 25% of each photo), with
+    random base colours, lighting and noise.
+    """
+    sets = _street_sets(seed, n_train, n_test, size)
+    return tuple(  # type: ignore[return-value]
+        ImageSet(x=x, y=y, meta=_street_meta("embedded_segmentation", split, y)) for split, (x, y) in sets.items()
+    )
+
+
+def embedded_generation(
+    seed: int = 0, n_train: int = 2000, n_test: int = 400, size: int = 64
+) -> tuple[ImageSet, ImageSet]:
+    """An offline Cityscapes stand-in for pix2pix (NNW-TEC §6.1 generation): label map -> photo.
+
+    x = :func:`~nnw.data.cityscapes.colorize_trainids` of the street-scene label map,
+    y = the rendered photo (both uint8 N x 3 x ``size`` x ``size``); same scenes as
+    :func:`embedded_segmentation` for the same arguments.
+    """
+    from nnw.data.cityscapes import colorize_trainids
+
+    sets = _street_sets(seed, n_train, n_test, size)
+    out = []
+    for split, (photo, label) in sets.items():
+        meta = _street_meta("embedded_generation", split, label)
+        out.append(ImageSet(x=colorize_trainids(label), y=photo, meta=meta))
+    return out[0], out[1]

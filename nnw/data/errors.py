@@ -1,0 +1,51 @@
+"""Errors raised by the dataset loaders of :mod:`nnw.data`.
+
+NNW-TEC §6.1 names the datasets (CIFAR10, Cityscapes, Div2K); the suite reads them
+from a local root and never downloads them, so a missing, incomplete or corrupt root
+must fail with one clear message that says what was expected and where.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["DataError", "DataRootError", "UnsafeDataError"]
+
+
+class DataError(Exception):
+    """Base class of every error raised by :mod:`nnw.data`."""
+
+
+class DataRootError(DataError):
+    """A dataset root is missing, incomplete, or holds a truncated/corrupt file.
+
+    ``DataRootError(path, problem, layout)`` names the offending path and shows the
+    expected layout; ``DataRootError(message)`` carries a ready-made message (``path``
+    is then ``None``).
+    """
+
+    def __init__(self, path: str | Path, problem: str | None = None, layout: str | None = None) -> None:
+        self.problem = problem
+        self.layout = layout
+        if problem is None:
+            self.path: Path | None = None
+            super().__init__(str(path))
+            return
+        self.path = Path(path)
+        message = f"{problem}: {self.path}"
+        if layout:
+            message += "\nExpected layout:\n" + layout.rstrip("\n")
+        super().__init__(message)
+
+
+class UnsafeDataError(DataError):
+    """A pickle asked for a global outside the loader's allow-list (it was not executed)."""
+
+    def __init__(self, path: str | Path, refused: str, allowed: tuple[str, ...]) -> None:
+        self.path = Path(path)
+        self.refused = refused
+        super().__init__(
+            f"refused to unpickle {self.path}: it asks for the global {refused!r}, "
+            f"which is not one of the allowed globals ({', '.join(allowed)}); "
+            "nothing in the file was executed"
+        )

@@ -1,0 +1,59 @@
+"""Modification catalogue (NNW-NNT Modification table; IEEE 3304 table; NNW-TEC §7.x.6).
+
+Weight-space Modifications are registered on import: ``noise`` (Gaussian noise, S),
+``pruning`` (magnitude/L1 pruning, P), ``random_pruning`` (P), ``quantization`` (B).
+Training-based ones (``finetuning`` E, ``distillation`` T, ``overwriting`` k) register
+themselves with :func:`register` when their modules are imported below.
+"""
+
+from __future__ import annotations
+
+from nnw.modifications.base import (
+    FAMILIES,
+    MODIFICATIONS,
+    Modification,
+    ModificationContext,
+    WeightModification,
+    format_number,
+    layer_generator,
+    make_modification,
+    parse_modification,
+    register,
+)
+from nnw.modifications.noise import GaussianNoise
+from nnw.modifications.pruning import (
+    MagnitudePruning,
+    RandomPruning,
+    kth_smallest,
+    prune_count,
+    smallest_k_mask,
+)
+from nnw.modifications.quantization import Quantization, quantize_tensor
+
+__all__ = [
+    "FAMILIES",
+    "MODIFICATIONS",
+    "GaussianNoise",
+    "MagnitudePruning",
+    "Modification",
+    "ModificationContext",
+    "Quantization",
+    "RandomPruning",
+    "WeightModification",
+    "format_number",
+    "kth_smallest",
+    "layer_generator",
+    "make_modification",
+    "parse_modification",
+    "prune_count",
+    "quantize_tensor",
+    "register",
+    "smallest_k_mask",
+]
+
+# Training-based Modifications (need a ModificationContext with the task and training loop).
+from nnw.modifications.distillation import Distillation  # noqa: E402
+from nnw.modifications.finetuning import FineTuning  # noqa: E402
+from nnw.modifications.overwriting import Overwriting  # noqa: E402
+
+__all__ += ["Distillation", "FineTuning", "Overwriting"]

@@ -1,0 +1,48 @@
+"""Watermark Overwriting (NNW-TEC §3: "inserts additional independent Watermark Payloads into a
+watermarked NN Model, typically of the same size"; §7.2.6: five marks, five Actors).
+
+``k`` further marks are inserted by the *same* method with independent keys (seeds not used by
+the suite's own keys). Post-training methods embed them directly; in-training methods fine-tune
+for ``E`` epochs per mark with the new mark's training hook active (the fine-tuning learning rate).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+from nnw.modifications.base import Modification, ModificationContext, check_int, register
+
+OVERWRITE_SEED_BASE = 1_000_000
+
+
+@register
+class Overwriting(Modification):
+    """``overwriting(k=...)``: k more marks by the same method with independent keys."""
+
+    family: ClassVar[str] = "overwriting"
+    needs_training: ClassVar[bool] = True
+    defaults = {"E": 1}
+
+    def __init__(self, k: int, E: int = 1) -> None:
+        super().__init__({"k": check_int("k", k, low=1, high=100, what="number of further marks"),
+                          "E": check_int("E", E, low=1, high=100, what="epochs per mark (in-training methods)")})
+
+    def _modify(self, model: nn.Module, *, seed: int, context: ModificationContext | None) -> nn.Module | None:
+        method = context.method
+        if method is None:
+            raise ValueError(f"{self.name}: needs the method under test in the ModificationContext")
+        config = dict(context.key.config) if context.key is not None else {}
+        config.pop("overlap_with", None)
+        for i in range(self._params["k"]):
+            key = method.keygen(model, seed=OVERWRITE_SEED_BASE + 100 * seed + i, config=config)
+            try:  # post-training insertion where the method offers it (e.g. NCT's embed)
+                model = method.embed(model, key)
+            except NotImplementedError:  # in-training only (RTW, TBW): fine-tune with the new mark's hook
+                hook = method.training_hook(key, prepare=context.task.prepare)
+                context.train(model, context.task, epochs=self._params["E"], seed=30_000 + seed + i,
+                              device=context.device, lr=context.task.recipe.finetune_lr, hooks=[hook])
+        return model
+
+
+__all__ = ["Overwriting"]

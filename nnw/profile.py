@@ -1,0 +1,75 @@
+"""Profiles: the sizes, seeds, grids and thresholds a conformance run uses (``--nnw-profile``).
+
+``embedded`` (default) runs on 2 CPU cores in minutes; ``spec`` uses the models, datasets and
+grids of NNW-TEC V1.0. Both are data files in ``nnw/profiles/``; a path to a JSON file with the
+same structure is accepted too. The same tests run under both; only sizes change.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+BUILTIN = ("embedded", "spec")
+_REQUIRED = ("name", "model_seeds", "key_seeds", "tasks", "methods", "modifications", "thresholds")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    data: dict[str, Any]
+    source: str
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        return self.data["tasks"]
+
+    @property
+    def model_seeds(self) -> list[int]:
+        return list(self.data["model_seeds"])
+
+    @property
+    def key_seeds(self) -> list[int]:
+        return list(self.data["key_seeds"])
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return self.data["thresholds"]
+
+    @property
+    def classification_tasks(self) -> list[str]:
+        return list(self.data.get("classification_tasks", []))
+
+    @property
+    def other_tasks(self) -> list[str]:
+        return list(self.data.get("other_tasks", []))
+
+    def method_grid(self, method: str, section: str) -> dict[str, list]:
+        return dict(self.data["methods"].get(method, {}).get(section, {}))
+
+    def modification_grid(self) -> dict[str, dict[str, list]]:
+        return self.data["modifications"]
+
+
+@lru_cache(maxsize=None)
+def load_profile(name_or_path: str = "embedded") -> Profile:
+    """Load a built-in profile by name or a JSON file by path; clear error when unknown or invalid."""
+    if name_or_path in BUILTIN:
+        text = resources.files("nnw.profiles").joinpath(f"{name_or_path}.json").read_text()
+        source = f"nnw/profiles/{name_or_path}.json"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ValueError(f"unknown profile {name_or_path!r}: expected one of {BUILTIN} or a path to a JSON profile")
+        text, source = path.read_text(), str(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"profile {source} is not valid JSON: {e}") from None
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise ValueError(f"profile {source} lacks the field(s) {missing}")
+    return Profile(name=data["name"], data=data, source=source)

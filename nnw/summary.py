@@ -1,0 +1,50 @@
+"""Terminal summary of a conformance run in the layout of NNW-TEC's tables, measured beside published."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+
+def _published(table: str | None, clause: dict[str, Any]) -> str:
+    if not table or not clause.get("modification"):
+        return ""
+    try:
+        from nnw.spec import published_rows
+    except ImportError:  # pragma: no cover
+        return ""
+    mod = clause["modification"]
+    family, _, rest = mod.partition("(")
+    param = rest.rstrip(")").split(",")[0]
+    if "=" not in param:
+        return ""
+    name, value = param.split("=")
+    filters = {name: float(value)}
+    if clause["method"] == "NCT" and "alpha" in clause.get("config", {}):
+        filters["alpha"] = clause["config"]["alpha"]
+    if clause["method"] in ("RTW", "TBW"):
+        filters["model"] = clause["task"]
+    try:
+        rows = published_rows(table, **filters)
+    except (ValueError, KeyError):
+        return ""
+    if not rows:
+        return ""
+    r = rows[0]
+    fig = r.get("corr", r.get("ber", r.get("share_percent")))
+    return f"  [Table {table} published: detection {fig}, error {r.get('error')}%]"
+
+
+def summary_lines(clauses: list[dict[str, Any]]) -> list[str]:
+    by_prop: dict[str, list] = defaultdict(list)
+    for c in sorted(clauses, key=lambda c: c["nodeid"]):
+        by_prop[c.get("property", "?")].append(c)
+    lines = []
+    counts = defaultdict(int)
+    for prop, items in by_prop.items():
+        lines.append(f"{prop.replace('_', ' ').title()}:")
+        for c in items:
+            counts[c["verdict"]] += 1
+            node = c["nodeid"].split("[", 1)[-1].rstrip("]")
+            lines.append(f"  {c['verdict'].upper():14s} {node}: {c['message'][:160]}{_published(c.get('table'), c)}")
+    lines.append("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return lines

@@ -1,0 +1,1 @@
+"""pytest-benchmark timings of suite components (run serially: ``pytest tests/benchmarks -p no:xdist``)."""
