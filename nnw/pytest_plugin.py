@@ -124,10 +124,19 @@ def nnw_methods(pytestconfig):
 
 
 @pytest.fixture(scope="session")
-def nnw_device(pytestconfig):
+def nnw_device(pytestconfig, nnw_profile):
+    """The device of this process; on CPU, the profile's fixed thread count (``cpu_threads``):
+    CPU kernels reduce in a thread-count-dependent order, so a fixed count keeps trained weights
+    bit-identical whatever the number of xdist workers."""
+    import torch
+
     from nnw.device import resolve_device
 
-    return resolve_device(pytestconfig.getoption("--nnw-device"))
+    device = resolve_device(pytestconfig.getoption("--nnw-device"))
+    threads = int(nnw_profile.data.get("cpu_threads", 0))
+    if device.type == "cpu" and threads > 0:
+        torch.set_num_threads(threads)
+    return device
 
 
 @pytest.fixture(scope="session")

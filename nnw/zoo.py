@@ -166,6 +166,15 @@ class Zoo:
         model = self._load_model(task, _split(state, "model."))
         return Marked(model, key_from_entry(state, record["key"]), record)
 
+    # -- evaluations -----------------------------------------------------------------------
+    def evaluate(self, task_name: str, model: torch.nn.Module, identity: Mapping[str, Any]) -> dict[str, float]:
+        """``task.evaluate(model)``, cached under ``identity`` (what determines the model), so a
+        warm run re-applies cheap Modifications for the detector but never re-evaluates."""
+        task = self.task(task_name)
+        spec = {"kind": "evaluation", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity)}
+        _, record = self.cache.get_or_build(spec, lambda: ({}, {"performance": task.evaluate(model)}))
+        return record["performance"]
+
     # -- modified models -----------------------------------------------------------------
     def modified(self, task_name: str, model: torch.nn.Module, modification, *, seed: int, identity: Mapping[str, Any],
                  method: TraceabilityMethod | None = None, key: Key | None = None) -> torch.nn.Module:
@@ -177,7 +186,7 @@ class Zoo:
         ctx = ModificationContext(task=task, train=train, device=self.device, method=method, key=key)
         if not getattr(modification, "needs_training", False):
             return modification.apply(model, seed=seed, context=ctx).eval()
-        spec = {"kind": "modified", "recipe_version": RECIPE_VERSION, "of": dict(identity),
+        spec = {"kind": "modified", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity),
                 "modification": modification.name, "seed": seed}
 
         def build():

@@ -102,7 +102,9 @@ def _cifar_arrays(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8), rng.integers(0, 10, size=n).astype(np.int64)
 
 
-def write_cifar10_py(root: str | Path, n_train: int = 10, n_test: int = 4, seed: int = 0, style: str = "py2") -> CifarFiles:
+def write_cifar10_py(
+    root: str | Path, n_train: int = 10, n_test: int = 4, seed: int = 0, style: str = "py2"
+) -> CifarFiles:
     """A ``cifar-10-batches-py`` folder under ``root`` with ``n_train`` images over 5 batches.
 
     ``style="py2"`` writes the official files' Python 2 pickles; ``"py3"`` uses
@@ -129,7 +131,11 @@ def write_cifar10_py(root: str | Path, n_train: int = 10, n_test: int = 4, seed:
         }
         (folder / name).write_bytes(dump(entry))
         files.append(folder / name)
-    meta = {b"num_cases_per_batch": max(len(c) for c in chunks), b"label_names": [n.encode() for n in CLASS_NAMES], b"num_vis": 3072}
+    meta = {
+        b"num_cases_per_batch": max(len(c) for c in chunks),
+        b"label_names": [name.encode() for name in CLASS_NAMES],
+        b"num_vis": 3072,
+    }
     (folder / "batches.meta").write_bytes(dump(meta))
     return CifarFiles(folder, train_data, train_labels, test_data, test_labels, files)
 
@@ -234,7 +240,8 @@ def write_div2k(
     for i in range(n):
         coarse = rng.integers(0, 256, size=(3, 4, 3), dtype=np.uint8)
         image = Image.fromarray(coarse).resize((size[1], size[0]), Image.BICUBIC)
-        array = np.clip(np.asarray(image).astype(np.int16) + rng.integers(-20, 21, size=(*size, 3)), 0, 255).astype(np.uint8)
+        noise = rng.integers(-20, 21, size=(*size, 3))
+        array = np.clip(np.asarray(image).astype(np.int16) + noise, 0, 255).astype(np.uint8)
         hr_path = hr_dir / f"{first + i:04d}.png"
         Image.fromarray(array).save(hr_path)
         out.hr.append(hr_path)

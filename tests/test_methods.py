@@ -8,8 +8,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 import torch
@@ -102,6 +103,15 @@ def local_train(
     for h in hooks:
         h.on_train_end(model, ctx)
     return ctx
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models train faster on one intra-op thread (and do not fight parallel test workers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +221,20 @@ def test_key_file_errors_name_the_file(base_model: nn.Module) -> None:
         assert sorted(os.listdir(d)) == ["corrupt.key", "foreign.key"]  # nothing half-written left behind
 
 
+def test_key_copies_drop_the_runtime_cache(base_model: nn.Module) -> None:
+    method = NCT()
+    key = method.keygen(base_model, seed=1)
+    method.embed(base_model, key)
+    assert key.cache  # indices, plan, bindings
+    for clone in (copy.deepcopy(key), key.copy(), pickle.loads(pickle.dumps(key))):
+        assert clone == key and clone.cache == {}
+        assert method.detect(method.embed(base_model, method.keygen(base_model, seed=1)), clone).present
+    tampered = key.copy()
+    tampered.config["key_seed"] ^= 1
+    with pytest.raises(KeyMismatchError, match="wrong key_seed"):
+        method.extract(base_model, tampered)
+
+
 def test_model_signature_tracks_architecture_not_values() -> None:
     a, b = resnet8(0), resnet8(1)
     assert model_signature(a) == model_signature(b)
@@ -245,6 +269,20 @@ def test_nct_watermark_changes_only_theta_I_and_preserves_layer_multisets(base_m
     assert det.threshold == det.details["critical_value"] and det.details["n"] == 2000
     with pytest.raises(ValueError, match="already holds"):
         method.embed(base_model, key)
+
+
+def test_nct_on_channels_last_weights() -> None:
+    method = NCT()
+    model = tiny_cnn(0).to(memory_format=torch.channels_last)
+    assert not next(iter(weight_layers(model).values())).is_contiguous()
+    key = method.keygen(model, seed=0, config={"N": 600})
+    marked = method.embed(model, key)
+    idx = method.indices(key)
+    flat0, flat1 = flat_weights(model), flat_weights(marked)
+    outside = torch.ones(flat0.numel(), dtype=torch.bool)
+    outside[idx] = False
+    assert torch.equal(flat0[outside], flat1[outside]) and torch.equal(flat1[idx], key.tensors["original"])
+    assert method.detect(marked, key).present and not method.detect(model, key).present
 
 
 def test_nct_false_alarms_consistent_with_alpha(base_model: nn.Module) -> None:

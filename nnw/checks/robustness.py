@@ -24,10 +24,11 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
     rows, failures = [], []
     for d in key_seeds:
         m = zoo.marked(task_name, method, config, marked_seed, d)
-        identity = {"task": task_name, "method": method.name, "config": dict(config), "model_seed": marked_seed,
+        identity = {"task": task_name, "method": method.name, "method_version": str(getattr(method, "version", "0")),
+                    "config": dict(config), "model_seed": marked_seed,
                     "key_seed": d, "name": f"{task_name} {method.name} key {d}"}
         modified = zoo.modified(task_name, m.model, modification, seed=d, identity=identity, method=method, key=m.key)
-        perf = task.evaluate(modified)
+        perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.name, "seed": d})
         err = worst_relative_error(perf, m.record["performance"], task.performance_keys)
         row = {"key_seed": d, "error_percent": 100 * err, "useful": err <= tolerance, **perf,
                **detection_row(method, modified, m.key, task)}

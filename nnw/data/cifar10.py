@@ -163,7 +163,10 @@ def _class_names(folder: Path, fmt: str) -> list[str]:
 
 
 def _find_folder(root: Path, layout: str | None) -> tuple[Path, str]:
-    candidates = {"py": (root / PY_FOLDER, root / "data_batch_1"), "bin": (root / BIN_FOLDER, root / "data_batch_1.bin")}
+    candidates = {
+        "py": (root / PY_FOLDER, root / "data_batch_1"),
+        "bin": (root / BIN_FOLDER, root / "data_batch_1.bin"),
+    }
     formats = ("py", "bin") if layout is None else (layout,)
     for fmt in formats:
         folder, marker = candidates[fmt]

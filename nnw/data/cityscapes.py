@@ -119,6 +119,8 @@ def load_cityscapes(
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, received {split!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be None or >= 1, received {limit}")
     target = _size_tuple(size)
     root = Path(root)
     photo_dir = root / "leftImg8bit" / split
@@ -131,7 +133,7 @@ def load_cityscapes(
     if not photos:
         raise DataRootError(photo_dir, "no *_leftImg8bit.png photos in", CITYSCAPES_LAYOUT)
     if limit is not None:
-        photos = photos[: max(limit, 0)]
+        photos = photos[:limit]
     xs, ys, stems = [], [], []
     for photo_path in photos:
         stem = photo_path.name[: -len("_leftImg8bit.png")]

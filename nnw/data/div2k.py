@@ -62,6 +62,8 @@ def load_div2k(
         raise ValueError(f"split must be one of {_SPLITS}, received {split!r}")
     if scale < 1 or patch < scale or patch % scale != 0:
         raise ValueError(f"patch must be a positive multiple of scale, received patch={patch}, scale={scale}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be None or >= 1, received {limit}")
     if patches_per_image < 1:
         raise ValueError(f"patches_per_image must be >= 1, received {patches_per_image}")
     root = Path(root)
@@ -73,7 +75,7 @@ def load_div2k(
     if not hr_paths:
         raise DataRootError(hr_dir, "no HR .png images in", DIV2K_LAYOUT)
     if limit is not None:
-        hr_paths = hr_paths[: max(limit, 0)]
+        hr_paths = hr_paths[:limit]
     lr_dir = root / f"DIV2K_{split}_LR_bicubic" / f"X{scale}"
     use_lr_files = lr_dir.is_dir()
     lr_patch = patch // scale
@@ -86,7 +88,8 @@ def load_div2k(
             if not lr_path.is_file():
                 raise DataRootError(lr_path, f"missing LR image for {hr_path.name}", DIV2K_LAYOUT)
             lr = _read_rgb(lr_path)
-            expected = {(-(-hr.shape[0] // scale), -(-hr.shape[1] // scale)), (hr.shape[0] // scale, hr.shape[1] // scale)}
+            floor = (hr.shape[0] // scale, hr.shape[1] // scale)
+            expected = {floor, (-(-hr.shape[0] // scale), -(-hr.shape[1] // scale))}  # floor or ceil
             if lr.shape[:2] not in expected:
                 raise DataRootError(
                     lr_path, f"LR size {lr.shape[:2]} does not match HR size {hr.shape[:2]} / {scale}", DIV2K_LAYOUT

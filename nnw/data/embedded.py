@@ -7,23 +7,26 @@ deterministically from a seed out of real pixels: the photos bundled in the
 scikit-image fetches on demand are not used).
 
 Leakage rule: every set draws its train items from the left 75% of each source
-photo and its test items from the right 25%, with a 16-pixel gap on each side so that
-interpolation never reads across the boundary; ``meta["boxes"]`` records each
-item's source rectangle so the rule can be checked.
+photo and its test items from the right 25%. Resampled crops keep 16 pixels clear on
+each side of the boundary so interpolation never reads across it (``meta["boxes"]``
+records each item's source rectangle so the rule can be checked); street-scene
+textures are sliced from area-averaged pyramid levels and keep two level pixels clear.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nnw.data.imageset import ImageSet
+from nnw.data.cityscapes import TRAINID_NAMES, colorize_trainids
+from nnw.data.imageset import IGNORE_INDEX, ImageSet
 
 __all__ = [
     "CLASSIFICATION_SOURCES",
@@ -90,7 +93,13 @@ def source_photo(name: str) -> Tensor:
     """
     if name not in _PHOTOS:
         raise KeyError(f"unknown embedded photo {name!r}; expected one of {sorted(_PHOTOS)}")
-    image = np.asarray(_PHOTOS[name]())
+    try:
+        image = np.asarray(_PHOTOS[name]())
+    except Exception as error:  # e.g. a scikit-image build that does not bundle the file
+        raise RuntimeError(
+            f"embedded photo {name!r} could not be loaded from scikit-image's bundled data "
+            f"({type(error).__name__}: {error}); the embedded datasets need it offline"
+        ) from error
     if image.dtype != np.uint8:
         raise TypeError(f"embedded photo {name!r} should be uint8, received {image.dtype}")
     if image.ndim == 2:
@@ -103,7 +112,7 @@ def split_region(width: int, split: str, gap: int = _GAP) -> tuple[int, int]:
     """Column range ``[lo, hi)`` of a source photo of ``width`` usable by ``split``.
 
     ``gap`` columns stay unused on each side of the boundary: enough for resampling
-    (the default) or 1 for integer slicing of an area-averaged pyramid level.
+    (the default) or 2 for integer slicing of an area-averaged pyramid level.
     """
     boundary = int(round(width * TRAIN_FRACTION))
     if split == "train":
@@ -188,8 +197,10 @@ def _colour_jitter(x: Tensor, rng: np.random.Generator, strength: float = 1.0) -
     gain = factor(0.1, channels) * brightness  # n x C
     mixing = saturation[:, :, None] * torch.eye(channels) + (1 - saturation[:, :, None]) / channels
     matrix = gain[:, :, None] * contrast[:, :, None] * mixing  # n x C x C
-    offset = gain * (1 - contrast) * x.mean(dim=(1, 2, 3))[:, None]  # n x C
-    out = torch.baddbmm(offset[:, :, None], matrix, x.reshape(n, channels, -1)).view_as(x)
+    # numpy's single-threaded float64 mean: the same bits whatever torch's thread count
+    mean = torch.from_numpy(x.numpy().mean(axis=(1, 2, 3), dtype=np.float64).astype(np.float32))
+    offset = gain * (1 - contrast) * mean[:, None]  # n x C
+    out = torch.baddbmm(offset[:, :, None], matrix, x.reshape(n, channels, x.shape[2] * x.shape[3])).view_as(x)
     noise_sigma = torch.from_numpy(rng.uniform(0, 6 * strength, size=(n, 1, 1, 1)).astype(np.float32))
     generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
     return out.add_(torch.randn(out.shape, generator=generator).mul_(noise_sigma))
@@ -352,26 +363,43 @@ def _grey_texture(name: str, level: int) -> np.ndarray:
     return ((grey - grey.mean()) / (grey.std() + 1e-6)).astype(np.float32)
 
 
-def _texture_tile(texture: np.ndarray, split: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``size`` x ``size`` tile from the ``split`` region of ``texture`` (mirrored out if too small)."""
-    height, width = texture.shape[-2:]
-    lo, hi = split_region(width, split, gap=1)  # integer slicing: level pixels never straddle
+def _texture_coords(
+    shape: tuple[int, ...], split: str, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a random ``size`` x ``size`` tile of a texture of ``shape``.
+
+    The tile is cut from the ``split`` region, flipped left-right half the time, and
+    mirrored outwards (symmetric padding) where the region is smaller than ``size``.
+    """
+    height, width = shape[-2:]
+    # Integer slicing of an area-averaged level: 2 level pixels clear of the boundary keep
+    # train and test source columns apart even across levels of a width not divisible by 2**level.
+    lo, hi = split_region(width, split, gap=2)
     side = min(size, hi - lo, height)
     x0 = int(rng.integers(lo, hi - side + 1))
     y0 = int(rng.integers(0, height - side + 1))
-    tile = texture[..., y0 : y0 + side, x0 : x0 + side]
-    if rng.random() < 0.5:
-        tile = tile[..., ::-1]
-    if side < size:
-        pad = [(0, 0)] * (tile.ndim - 2) + [(0, size - side), (0, size - side)]
-        tile = np.pad(tile, pad, mode="symmetric")
-    return tile
+    step = np.arange(size) % (2 * side)
+    mirrored = np.where(step < side, step, 2 * side - 1 - step)
+    cols = side - 1 - mirrored if rng.random() < 0.5 else mirrored
+    return y0 + mirrored, x0 + cols
+
+
+def _pixels(lo: float, hi: float, n: int) -> slice:
+    """The pixel indices ``i`` in ``[0, n)`` whose centre ``i + 0.5`` lies in ``[lo, hi]``."""
+    start = max(0, math.ceil(lo - 0.5))
+    return slice(start, max(start, min(n, math.floor(hi - 0.5) + 1)))
+
+
+def _paint_ellipse(label: np.ndarray, value: int, cy: float, cx: float, ry: float, rx: float, below: float) -> None:
+    """Set the pixels inside the ellipse (and above row ``below``) to ``value``."""
+    rs, cs = _pixels(cy - ry, min(cy + ry, below - 1e-3), label.shape[0]), _pixels(cx - rx, cx + rx, label.shape[1])
+    rows = np.arange(rs.start, rs.stop, dtype=np.float32)[:, None] + 0.5
+    cols = np.arange(cs.start, cs.stop, dtype=np.float32)[None, :] + 0.5
+    label[rs, cs][((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1] = value
 
 
 def _street_labels(rng: np.random.Generator, size: int) -> np.ndarray:
     """One random street-scene label map (uint8 train IDs) of ``size`` x ``size``."""
-    rows = np.arange(size, dtype=np.float32)[:, None] + 0.5
-    cols = np.arange(size, dtype=np.float32)[None, :] + 0.5
     label = np.full((size, size), SKY, dtype=np.uint8)
     horizon = rng.uniform(0.35, 0.55) * size
 
@@ -381,24 +409,26 @@ def _street_labels(rng: np.random.Generator, size: int) -> np.ndarray:
         width = rng.uniform(0.12, 0.35) * size
         if rng.random() < 0.8:
             top = horizon - rng.uniform(0.1, 0.5) * size
-            label[(cols >= left) & (cols < left + width) & (rows >= top) & (rows < horizon)] = BUILDING
+            label[_pixels(top, horizon - 1e-3, size), _pixels(left, left + width - 1e-3, size)] = BUILDING
         left += width
     for _ in range(int(rng.integers(0, 4))):
         cy, cx = horizon - rng.uniform(0.0, 0.2) * size, rng.uniform(0, size)
         ry, rx = rng.uniform(0.06, 0.16, size=2) * size
-        label[(((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1) & (rows < horizon)] = VEGETATION
+        _paint_ellipse(label, VEGETATION, cy, cx, ry, rx, below=horizon)
 
     # Ground: terrain, with a road trapezoid flanked by sidewalks, converging at the horizon.
-    depth = np.clip((rows - horizon) / (size - horizon), 0, None)  # 0 at the horizon, 1 at the bottom
-    ground = np.broadcast_to(rows >= horizon, (size, size))
+    ground = _pixels(horizon, size, size)
+    rows = np.arange(ground.start, ground.stop, dtype=np.float32)[:, None] + 0.5
+    cols = np.arange(size, dtype=np.float32)[None, :] + 0.5
+    depth = (rows - horizon) / (size - horizon)  # 0 at the horizon, 1 at the bottom
     vanish = rng.uniform(0.3, 0.7) * size
     half_left, half_right = rng.uniform(0.25, 0.6, size=2) * size
     walk = rng.uniform(0.3, 0.7)
     road_l, road_r = vanish - depth * half_left, vanish + depth * half_right
     walk_l, walk_r = road_l - depth * half_left * walk, road_r + depth * half_right * walk
-    label[ground] = TERRAIN
-    label[ground & (cols >= walk_l) & (cols < walk_r)] = SIDEWALK
-    label[ground & (cols >= road_l) & (cols < road_r)] = ROAD
+    label[ground] = np.where(
+        (cols >= road_l) & (cols < road_r), ROAD, np.where((cols >= walk_l) & (cols < walk_r), SIDEWALK, TERRAIN)
+    )
 
     # Objects, far to near: poles (some carrying a sign) and persons on sidewalks, cars on the road.
     objects = [(rng.uniform(0.15, 1.0), kind) for kind in ("pole",) * int(rng.integers(0, 3))]
@@ -411,48 +441,51 @@ def _street_labels(rng: np.random.Generator, size: int) -> np.ndarray:
             width = max(2.0, (rroad - lroad) * rng.uniform(0.3, 0.45))
             height = width * rng.uniform(0.5, 0.75)
             cx = rng.uniform(lroad + width / 2, max(lroad + width / 2, rroad - width / 2))
-            body = (np.abs(cols - cx) <= width / 2) & (rows <= base) & (rows >= base - height * 0.6)
-            cabin = (np.abs(cols - cx) <= width * 0.32) & (rows < base - height * 0.6) & (rows >= base - height)
-            label[body | cabin] = CAR
+            body, cabin = _pixels(cx - width / 2, cx + width / 2, size), _pixels(cx - width * 0.32, cx + width * 0.32, size)
+            label[_pixels(base - height * 0.6, base, size), body] = CAR
+            label[_pixels(base - height, base - height * 0.6, size), cabin] = CAR
             continue
         on_left = rng.random() < 0.5
         cx = lroad - d * half_left * walk / 2 if on_left else rroad + d * half_right * walk / 2
         if kind == "pole":
             height, width = d * rng.uniform(0.5, 0.9) * size, max(1.0, d * 0.03 * size)
-            label[(np.abs(cols - cx) <= width / 2) & (rows <= base) & (rows >= base - height)] = POLE
+            label[_pixels(base - height, base, size), _pixels(cx - width / 2, cx + width / 2, size)] = POLE
             if rng.random() < 0.6:
                 half = max(1.0, d * 0.05 * size)
                 top = base - height
-                label[(np.abs(cols - cx) <= half) & (rows >= top) & (rows <= top + 2 * half)] = TRAFFIC_SIGN
+                label[_pixels(top, top + 2 * half, size), _pixels(cx - half, cx + half, size)] = TRAFFIC_SIGN
         else:
             height = max(3.0, d * rng.uniform(0.25, 0.35) * size)
             width = height * 0.35
-            body = (np.abs(cols - cx) <= width / 2) & (rows <= base) & (rows >= base - height * 0.8)
-            head = ((rows - (base - height * 0.88)) ** 2 + (cols - cx) ** 2) <= (height * 0.12) ** 2
-            label[body | head] = PERSON
+            label[_pixels(base - height * 0.8, base, size), _pixels(cx - width / 2, cx + width / 2, size)] = PERSON
+            radius = height * 0.12
+            _paint_ellipse(label, PERSON, base - height * 0.88, cx, radius, radius, below=size)
     return label
 
 
 def _render_street(label: np.ndarray, split: str, rng: np.random.Generator) -> np.ndarray:
     """Render a label map as a float32 3 x H x W photo in [0, 255]: per-class textures, lighting, noise."""
     size = label.shape[0]
-    image = np.empty((3, size, size), dtype=np.float32)
-    for train_id in np.unique(label):
+    flat = label.reshape(-1)
+    image = np.empty((3, size * size), dtype=np.float32)
+    for train_id in np.flatnonzero(np.bincount(flat, minlength=256)):
         style = _STYLES[int(train_id)]
-        mask = label == train_id
+        index = np.flatnonzero(flat == train_id)
+        rows, cols = np.divmod(index, size)
         if not style.colours:  # the photo's own colours
-            tile = _texture_tile(_pyramid(style.photo)[style.level].numpy(), split, size, rng)
-            image[:, mask] = tile[:, mask] * rng.uniform(0.8, 1.2)
+            texture = _pyramid(style.photo)[style.level].numpy()
+            ty, tx = _texture_coords(texture.shape, split, size, rng)
+            image[:, index] = texture[:, ty[rows], tx[cols]] * rng.uniform(0.8, 1.2)
             continue
-        tile = _texture_tile(_grey_texture(style.photo, style.level), split, size, rng)
+        texture = _grey_texture(style.photo, style.level)
+        ty, tx = _texture_coords(texture.shape, split, size, rng)
         colour = np.asarray(style.colours[int(rng.integers(len(style.colours)))], dtype=np.float32)
         colour = colour * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
-        shade = 1 + style.contrast * tile[mask]
+        shade = 1 + style.contrast * texture[ty[rows], tx[cols]]
         if train_id == SKY:  # brighter towards the horizon
-            rows = np.nonzero(mask)[0].astype(np.float32) / size
-            shade = shade * (0.85 + 0.4 * rows)
-        image[:, mask] = colour[:, None] * shade[None, :]
-    return image
+            shade = shade * (0.85 + 0.4 * rows.astype(np.float32) / size)
+        image[:, index] = colour[:, None] * shade[None, :]
+    return image.reshape(3, size, size)
 
 
 def _street_split(n: int, size: int, split: str, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
@@ -474,15 +507,13 @@ def _street_split(n: int, size: int, split: str, rng: np.random.Generator) -> tu
 
 
 def _street_meta(name: str, split: str, y: Tensor) -> dict:
-    from nnw.data.cityscapes import TRAINID_NAMES
-
     return {
         "name": name,
         "split": split,
         "classes": list(TRAINID_NAMES),
         "num_classes": len(TRAINID_NAMES),
         "classes_present": torch.bincount(y.flatten(), minlength=256).nonzero().flatten().tolist(),
-        "ignore_index": 255,
+        "ignore_index": IGNORE_INDEX,
     }
 
 
@@ -505,9 +536,10 @@ def embedded_segmentation(
     photos (train from the left 75%, test from the right 25% of each photo), with
     random base colours, lighting and noise.
     """
-    sets = _street_sets(seed, n_train, n_test, size)
-    return tuple(  # type: ignore[return-value]
-        ImageSet(x=x, y=y, meta=_street_meta("embedded_segmentation", split, y)) for split, (x, y) in sets.items()
+    (x_train, y_train), (x_test, y_test) = _street_sets(seed, n_train, n_test, size).values()
+    return (
+        ImageSet(x=x_train, y=y_train, meta=_street_meta("embedded_segmentation", "train", y_train)),
+        ImageSet(x=x_test, y=y_test, meta=_street_meta("embedded_segmentation", "test", y_test)),
     )
 
 
@@ -520,11 +552,8 @@ def embedded_generation(
     y = the rendered photo (both uint8 N x 3 x ``size`` x ``size``); same scenes as
     :func:`embedded_segmentation` for the same arguments.
     """
-    from nnw.data.cityscapes import colorize_trainids
-
-    sets = _street_sets(seed, n_train, n_test, size)
-    out = []
-    for split, (photo, label) in sets.items():
-        meta = _street_meta("embedded_generation", split, label)
-        out.append(ImageSet(x=colorize_trainids(label), y=photo, meta=meta))
-    return out[0], out[1]
+    (x_train, y_train), (x_test, y_test) = _street_sets(seed, n_train, n_test, size).values()
+    return (
+        ImageSet(x=colorize_trainids(y_train), y=x_train, meta=_street_meta("embedded_generation", "train", y_train)),
+        ImageSet(x=colorize_trainids(y_test), y=x_test, meta=_street_meta("embedded_generation", "test", y_test)),
+    )

@@ -18,6 +18,7 @@ Everything a method needs to find its mark again is in a :class:`Key`, saved by
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -126,8 +127,8 @@ class Key:
     tensors:         named tensors (saved with safetensors).
     model_signature: :func:`nnw.methods.keys.model_signature` of the model the key was made for.
 
-    ``cache`` holds runtime-only derived data (e.g. NCT's de-obfuscated indices); it is never saved
-    and not part of equality. Keys compare equal when method, config, signature and every tensor
+    ``cache`` holds runtime-only derived data (e.g. NCT's de-obfuscated indices); it is never saved,
+    not copied (``copy()``, ``deepcopy``, pickle) and not part of equality. Keys compare equal when method, config, signature and every tensor
     (dtype, shape, values) are equal.
     """
 
@@ -150,6 +151,23 @@ class Key:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def copy(self) -> Key:
+        """A deep copy without the runtime cache (tensors cloned)."""
+        return Key(
+            method=self.method,
+            config=copy.deepcopy(self.config),
+            tensors={k: v.clone() for k, v in self.tensors.items()},
+            model_signature=copy.deepcopy(self.model_signature),
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Key:
+        return self.copy()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickling drops the runtime cache
+        state = dict(self.__dict__)
+        state["cache"] = {}
+        return state
 
 
 class TraceabilityMethod(abc.ABC):

@@ -203,11 +203,12 @@ class _Plan:
     on_device: dict[torch.device, tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def device_tensors(self, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(local indices per layer, inv, w_perm) on ``device`` (moved once, then cached)."""
         if device not in self.on_device:
             self.on_device[device] = (
                 [t.to(device) for t in self.local],
                 self.inv.to(device),
-                self.order.to(device),
+                self.w_perm.to(device),
             )
         return self.on_device[device]
 
@@ -233,9 +234,9 @@ def _build_plan(indices: torch.Tensor, sizes: list[int], key_seed: int) -> _Plan
     n = order.numel()
     shuffled = torch.randperm(n, generator=g)
     grouped = shuffled[torch.argsort(sorted_layer[shuffled], stable=True)]
-    ends = torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)
+    block_ends = torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)
     nxt = torch.arange(1, n + 1)
-    nxt[ends - 1] = ends - torch.tensor(counts, dtype=torch.int64)
+    nxt[block_ends - 1] = block_ends - torch.tensor(counts, dtype=torch.int64)
     w_perm = torch.empty_like(grouped)
     w_perm[grouped] = grouped[nxt]
     return _Plan(layer_ids=layer_ids, local=local, counts=counts, order=order, inv=inv, w_perm=w_perm)
@@ -253,7 +254,7 @@ class _Bound:
         self.params = [params[i] for i in plan.layer_ids]
         self.plan = plan
         self.device = self.params[0].device
-        self.local, self.inv, self.order = plan.device_tensors(self.device)
+        self.local, self.inv, self.w_perm = plan.device_tensors(self.device)
 
     def gather_cat(self) -> torch.Tensor:
         """θ_I in cat order (detached)."""
@@ -368,7 +369,7 @@ class NCT(TraceabilityMethod):
         bound = self._bind(model, key)
         values = bound.gather_cat()
         if key.config.get("mode", "watermark") == "watermark":
-            values = values.index_select(0, bound.plan.w_perm.to(values.device))
+            values = values.index_select(0, bound.w_perm)
             bound.scatter_cat(values)
         key.tensors["original"] = values.index_select(0, bound.inv).detach().to("cpu", torch.float32).clone()
 
@@ -439,9 +440,16 @@ class NCT(TraceabilityMethod):
                 return bound
         layers = weight_layers(model)
         _check_layout(layers, key)
-        indices = self.indices(key)
         if "plan" not in key.cache:
-            key.cache["plan"] = _build_plan(indices, [p.numel() for p in layers.values()], key.config["key_seed"])
+            indices = self.indices(key)
+            sizes = [p.numel() for p in layers.values()]
+            if indices.numel() < 3 or int(indices.min()) < 0 or int(indices.max()) >= sum(sizes) \
+                    or torch.unique(indices).numel() != indices.numel():
+                raise KeyMismatchError(
+                    "NCT key does not decode to distinct positions inside the model's weights "
+                    "(corrupt K or wrong key_seed)"
+                )
+            key.cache["plan"] = _build_plan(indices, sizes, key.config["key_seed"])
         slots = []
         for qname, p in layers.items():
             mod_name, _, attr = qname.rpartition(".")

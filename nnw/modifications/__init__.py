@@ -2,14 +2,17 @@
 
 Weight-space Modifications are registered on import: ``noise`` (Gaussian noise, S),
 ``pruning`` (magnitude/L1 pruning, P), ``random_pruning`` (P), ``quantization`` (B).
-Training-based ones (``finetuning`` E, ``distillation`` T, ``overwriting`` k) register
-themselves with :func:`register` when their modules are imported below.
+Training-based ones (``finetuning`` E, ``distillation`` E/T, ``overwriting`` k) live in
+modules named after their family and register themselves with :func:`register`; they
+are loaded at the end of this module (and lazily by ``make_modification`` /
+``parse_modification``), so :data:`MODIFICATIONS` lists the whole catalogue.
 """
 
 from __future__ import annotations
 
 from nnw.modifications.base import (
     FAMILIES,
+    _load_family,
     MODIFICATIONS,
     Modification,
     ModificationContext,
@@ -29,6 +32,10 @@ from nnw.modifications.pruning import (
     smallest_k_mask,
 )
 from nnw.modifications.quantization import Quantization, quantize_tensor
+
+for _family in FAMILIES:
+    _load_family(_family)
+del _family
 
 __all__ = [
     "FAMILIES",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import copy
 import hashlib
+import importlib
 import math
 import numbers
 import re
@@ -104,6 +105,7 @@ def register(cls: type[Modification]) -> type[Modification]:
 
 def make_modification(family: str, **params: Any) -> Modification:
     """Build a registered Modification by family name, e.g. ``make_modification("pruning", P=50)``."""
+    _load_family(family)
     try:
         cls = MODIFICATIONS[family]
     except KeyError:
@@ -111,6 +113,23 @@ def make_modification(family: str, **params: Any) -> Modification:
             f"unknown Modification family {family!r}; expected one of {sorted(MODIFICATIONS)}"
         ) from None
     return cls(**params)
+
+
+def _load_family(family: str) -> None:
+    """Import ``nnw.modifications.<family>`` for a catalogue family not registered yet.
+
+    Training-based Modifications live in modules named after their family
+    (``finetuning.py``, ``distillation.py``, ``overwriting.py``) and register
+    themselves on import; loading them lazily avoids import cycles with ``nnw.training``.
+    """
+    if family in MODIFICATIONS or family not in FAMILIES:
+        return
+    module = f"{__package__}.{family}"
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:  # the module exists but one of its imports is missing
+            raise
 
 
 def parse_modification(text: str) -> Modification:
