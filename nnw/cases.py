@@ -86,12 +86,30 @@ def modifications(profile: Profile) -> list[str]:
     return names
 
 
+# The weakest value of each family's Parameter (integrity must catch even these).
+_WEAKEST = {"noise": ("S", min), "pruning": ("P", min), "random_pruning": ("P", min), "quantization": ("B", max),
+            "finetuning": ("E", min), "distillation": ("E", min)}
+
+
+def weakest(profile: Profile) -> list:
+    from nnw.modifications import make_modification
+
+    out = []
+    for family, grid in profile.modification_grid().items():
+        if family in _WEAKEST:
+            name, pick = _WEAKEST[family]
+            params = {k: v[0] for k, v in grid.items()}
+            params[name] = pick(grid[name])
+            out.append(make_modification(family, **params))
+    return out
+
+
 def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
     """Every applicable case of the profile for the given method objects, by property."""
     from nnw.modifications import parse_modification
 
     out: dict[str, list[Case]] = {k: [] for k in ("imperceptibility", "robustness", "false_alarms", "overwriting",
-                                                   "fingerprint_unicity", "fingerprint_robustness")}
+                                                   "fingerprint_unicity", "fingerprint_robustness", "integrity")}
     mods = [parse_modification(n) for n in modifications(profile)]
     for method in methods:
         tags = method.tags
@@ -132,6 +150,12 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                 group = _tid(method.name, task, "fingerprint")
                 out["fingerprint_unicity"].append(Case("fingerprint_unicity", method.name, task, cfg, None, None,
                                                        _tid(method.name, task), group))
+                if classification:  # integrity: unmodified, and each family at its weakest grid value
+                    for mod in [None] + weakest(profile):
+                        out["integrity"].append(Case("integrity", method.name, task, cfg,
+                                                     None if mod is None else mod.name, None,
+                                                     _tid(method.name, task, "integrity",
+                                                          "unmodified" if mod is None else mod.id), group))
                 for mod in mods:
                     if mod.family == "overwriting":
                         continue

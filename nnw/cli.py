@@ -293,7 +293,7 @@ def cmd_keygen(args: argparse.Namespace) -> Result:
     }
     shown = ", ".join(f"{k}={v}" for k, v in key.config.items() if k not in ("key_seed",))
     text = f"wrote {method.name} key for {args.arch} ({shown}) to {args.out}"
-    if not method.tags.insertion == "post-training" and not _has_embed(method):
+    if method.tags.insertion == "in-training" and not _has_embed(method):
         text += f"\n  {method.name} inserts its mark in training: use this key with the method's training hook"
     return EXIT_OK, result, text
 
@@ -302,14 +302,15 @@ def cmd_embed(args: argparse.Namespace) -> Result:
     key = read_key(args.key)
     method = resolve_method(args.method, key)
     if not _has_embed(method):
-        how = (
-            "a fingerprinting method inserts nothing; use 'nnw fingerprint'"
-            if method.tags.insertion == "none"
-            else "train the model with the method's training hook (method.training_hook(key) with nnw.training.train)"
-        )
+        if method.tags.insertion == "none":
+            raise CLIError(
+                f"{method.name} is a passive (fingerprinting) method: it inserts nothing, there is nothing "
+                "to embed; use 'nnw detect' with its key, or 'nnw fingerprint'"
+            )
         raise CLIError(
             f"{method.name} has no post-training insertion: its mark is inserted in training "
-            f"(tags.insertion={method.tags.insertion!r}), 'nnw embed' cannot insert it; {how}"
+            f"(tags.insertion={method.tags.insertion!r}), 'nnw embed' cannot insert it; train the model "
+            "with the method's training hook (method.training_hook(key) with nnw.training.train)"
         )
     arch_kw = parse_kv(args.arch_kw, "--arch-kw")
     model, metadata = load_model(args.model, args.arch, arch_kw)
@@ -319,7 +320,7 @@ def cmd_embed(args: argparse.Namespace) -> Result:
     except NotImplementedError as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:  # e.g. an NCT key that was already inserted (keys are single-use)
-        raise CLIError(f"{method.name} embed: {exc}") from None
+        raise CLIError(f"{method.name} embed: {str(exc).replace('NCT.keygen', chr(39) + 'nnw keygen' + chr(39))}") from None
     from nnw.io import save_state
     from nnw.methods.keys import save_key
 
@@ -335,10 +336,11 @@ def cmd_embed(args: argparse.Namespace) -> Result:
         "key_file": key_out,
         "key_updated": True,
     }
+    what = "its Original Traceability Data" if "original" in key.tensors else "what it recorded"
     text = (
         f"wrote the {method.name}-marked model to {args.out}\n"
-        f"  {'rewrote' if key_out == args.key else 'wrote'} the key file {key_out}: the insertion "
-        "recorded its Original Traceability Data in the key; detection needs this updated key"
+        f"  {'rewrote' if key_out == args.key else 'wrote'} the key file {key_out} with {what}: "
+        "detection needs this updated key"
     )
     return EXIT_OK, result, text
 
@@ -634,14 +636,14 @@ def cmd_match(args: argparse.Namespace) -> Result:
     if matched:
         text = (
             f"matched: {args.model} is {best['name']!r} ({best['file']}): Spearman rho {fmt(best['rho'])}, "
-            f"p-value {fmt_p(best['p_value'])} < {fmt(alpha_eff, 3)}"
-            + (", bit-identical" if best["identical"] else "")
+            f"p-value {fmt_p(best['p_value'])}" + (", bit-identical" if best["identical"] else "")
         )
     else:
         text = (
             f"no match: the closest entry is {best['name']!r} with Spearman rho {fmt(best['rho'])}, "
-            f"p-value {fmt_p(best['p_value'])} >= {fmt(alpha_eff, 3)}"
+            f"p-value {fmt_p(best['p_value'])}"
         )
+    text += f"\n  (a match needs p-value < {fmt(alpha_eff, 3)} = 5% / {len(entries)} entries compared)"
     text += f"\n  {'rank':>4}  {'rho':>8}  {'p-value':>9}  name (file)"
     for i, e in enumerate(entries[:10], 1):
         text += f"\n  {i:>4}  {fmt(e['rho']):>8}  {fmt_p(e['p_value']):>9}  {e['name']} ({e['file']})"

@@ -22,6 +22,7 @@ CASE_FIXTURES = {
     "overwriting_case": "overwriting",
     "fingerprint_unicity_case": "fingerprint_unicity",
     "fingerprint_robustness_case": "fingerprint_robustness",
+    "integrity_case": "integrity",
 }
 _CLAUSE_PROP = "nnw_clause"
 
@@ -249,3 +250,14 @@ class ClauseCollector:
             terminalreporter.write_line(line)
         if self.certificate_path:
             terminalreporter.write_line(f"certificate: {self.certificate_path}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """pytest-benchmark: record torch and the GPU in the saved machine info (comparable runs)."""
+    import torch
+
+    machine_info["torch"] = torch.__version__
+    machine_info["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        machine_info["gpu"] = torch.cuda.get_device_name(0)

@@ -117,7 +117,7 @@ def test_keygen_embed_detect_end_to_end(nct_chain, work):
     assert kg.returncode == 0, kg.stderr
     assert "NCT key" in kg.stdout and "alice.key" in kg.stdout
     assert em.returncode == 0, em.stderr
-    assert "marked.safetensors" in em.stdout and "rewrote the key file alice.key" in em.stdout
+    assert "marked.safetensors" in em.stdout and "rewrote the key file alice.key with its Original Traceability Data" in em.stdout
     key = load_key(work / "alice.key")
     assert key.method == "NCT" and key.config["N"] == 1024 and "original" in key.tensors  # embed filled it
     assert det.returncode == 0, det.stderr
@@ -150,6 +150,22 @@ def test_embed_refuses_a_used_key_and_in_training_methods(nct_chain, work, capsy
                      "--key", "rtw0.key", "--out", "rtw.safetensors")
     assert rc == 2 and "inserted in training" in err and err.count("\n") == 1
     assert not (work / "rtw.safetensors").exists()
+
+
+def test_embed_key_out_keeps_the_fresh_key(work, capsys):
+    """--key-out writes the filled key elsewhere; a method may be named by import path."""
+    rc, _, err = nnw(capsys, work, "keygen", "--method", "nnw.methods.nct:NCT", *ARCH, "--seed", "5",
+                     "--config", "N=256", "--config", "actor=9", "--out", "bob.key")
+    assert rc == 0, err
+    rc, out, err = nnw(capsys, work, "embed", "--model", "other.safetensors", *ARCH, "--key", "bob.key",
+                       "--out", "bob_marked.safetensors", "--key-out", "bob_used.key", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["key_file"] == "bob_used.key"
+    assert "original" not in load_key(work / "bob.key").tensors
+    used = load_key(work / "bob_used.key")
+    assert "original" in used.tensors and used.config["actor"] == 9
+    rc, out, _ = nnw(capsys, work, "detect", "--model", "bob_marked.safetensors", *ARCH, "--key", "bob_used.key")
+    assert rc == 0 and out.startswith("found")
 
 
 # ------------------------------------------------------------------------- RTW decoding

@@ -37,7 +37,7 @@ from torch import nn
 
 from nnw.hooks import TrainContext, TrainingHook
 from nnw.layers import weight_layers
-from nnw.metrics.detection import bit_error_rate
+from nnw.metrics.detection import bit_error_rate, symbol_error_rate
 from nnw.methods.base import (
     TASKS,
     Decoding,
@@ -49,7 +49,7 @@ from nnw.methods.base import (
     TraceabilityMethod,
 )
 from nnw.methods.keys import model_signature, to_jsonable
-from nnw.payload import decode_payload, encode_payload
+from nnw.payload import decode_payload, encode_payload, to_symbols
 
 DEFAULTS: dict[str, Any] = {
     "layer": None,
@@ -180,13 +180,10 @@ class RTW(TraceabilityMethod):
         if key.config.get("payload") == "actor":
             decoded = decode_payload(bits)
             actor_id, valid = decoded.actor_id, decoded.valid
-        return Decoding(
-            payload=bits,
-            ber=ber,
-            actor_id=actor_id,
-            valid=valid,
-            details={"layer": key.config.get("layer"), "T": int(b.numel()), "min_margin": margin},
-        )
+        details = {"layer": key.config.get("layer"), "T": int(b.numel()), "min_margin": margin}
+        if b.numel() % 8 == 0:  # Symbol Error Rate over 8-bit symbols (IEEE 3304 / NNW-NNT decoder figure)
+            details["ser"] = symbol_error_rate(to_symbols(bits), to_symbols(b))
+        return Decoding(payload=bits, ber=ber, actor_id=actor_id, valid=valid, details=details)
 
     def detect(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> Detection:
         """present iff BER = 0 (Tables 12–16); p-value of the bit agreement under fair coins."""

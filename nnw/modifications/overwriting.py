@@ -35,6 +35,8 @@ class Overwriting(Modification):
         config = dict(context.key.config) if context.key is not None else {}
         config.pop("overlap_with", None)
         for i in range(self._params["k"]):
+            if "actor" in config:  # each further mark belongs to another Actor (§7.2.6: five Actors)
+                config["actor"] = int(context.key.config.get("actor", 0)) + i + 1
             key = method.keygen(model, seed=OVERWRITE_SEED_BASE + 100 * seed + i, config=config)
             try:  # post-training insertion where the method offers it (e.g. NCT's embed)
                 model = method.embed(model, key)

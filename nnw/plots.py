@@ -1,0 +1,586 @@
+"""Figures of a conformance run, as PNG bytes (for Allure attachments and the Markdown report).
+
+Every function takes clause records — the ``ClauseResult`` a check returns, or its dict form as
+stored in the certificate (with the plugin's ``method``/``task``/``config``/``modification``/
+``property`` keys) — and returns the PNG file as ``bytes``:
+
+* :func:`robustness_plot` — the spec's Tables 4–21 as curves: the detection figure (NCT: Spearman
+  rho; RTW: BER; TBW: share of the trigger set labelled as keyed, %) and the task error (eq. 2, %)
+  against the Modification strength, one curve per key, the decision threshold drawn, and the
+  published values of the same table (:mod:`nnw.spec`) as markers where the spec has them;
+* :func:`overwriting_plot` — a replica of NNW-TEC Figure 4 (1st mark's score against the share
+  of its weights shared with later marks, threshold line);
+* :func:`insertion_time_plot` — a replica of NNW-TEC Figure 5 (insertion time against N);
+* :func:`clause_plot` — dispatches on the clause type, for one test's attachment (``None`` when
+  there is nothing to plot).
+
+matplotlib is imported lazily and only its object-oriented API is used (``Figure`` +
+``FigureCanvasAgg``): no pyplot, no global backend switch, safe inside a pytest run. The helpers
+that extract the data (:func:`detection_figure`, :func:`robustness_series`,
+:func:`published_curve`, :func:`parse_modification_name`) are plain Python and are shared with
+:mod:`nnw.report`.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+SPEC_VERSION = "NNW-TEC-V1.0"
+_MOD_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*\((.*)\)\s*$")
+_ROBUSTNESS_TITLE = re.compile(r"^Robustness of (?P<method>.+?) against (?P<mod>.+) on (?P<task>\S+)$")
+_CONTEXT_KEYS = ("method", "task", "config", "modification", "property")
+
+
+# -- data helpers (no matplotlib) ----------------------------------------------------------------
+def as_clause(result: Any, **context: Any) -> dict[str, Any]:
+    """A clause record as a dict: a ``ClauseResult`` (``as_dict``) or a mapping, with ``context``
+    (method, task, config, modification, property) filled in where given (not None)."""
+    if hasattr(result, "as_dict"):
+        data = dict(result.as_dict())
+    elif isinstance(result, Mapping):
+        data = dict(result)
+    else:
+        raise TypeError(f"expected a ClauseResult or a clause dict, got {type(result).__name__}")
+    for k, v in context.items():
+        if v is not None:
+            data[k] = v
+    data.setdefault("rows", [])
+    m = _ROBUSTNESS_TITLE.match(str(data.get("title", "")))
+    if m:  # a bare ClauseResult of check_robustness: its title names method, Modification and task
+        for key, group in (("method", "method"), ("modification", "mod"), ("task", "task")):
+            if not data.get(key):
+                data[key] = m[group]
+    return data
+
+
+def parse_modification_name(name: str | None) -> tuple[str | None, str | None, Any]:
+    """``"pruning(P=50)"`` -> ``("pruning", "P", 50)``: family, its first Parameter (the strength,
+    the spec tables' first column) and the value (int, else float, else str)."""
+    if not name:
+        return None, None, None
+    m = _MOD_RE.match(name)
+    if not m:
+        return name, None, None
+    family, args = m.group(1), m.group(2)
+    for item in args.split(","):
+        key, eq, value = item.partition("=")
+        if eq and key.strip() != "layers":
+            return family, key.strip(), _number(value.strip())
+    return family, None, None
+
+
+def _number(text: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def infer_property(clause: Mapping[str, Any]) -> str | None:
+    """The clause's property: its ``property`` key, else guessed from its rows' keys."""
+    if clause.get("property"):
+        return str(clause["property"])
+    rows = clause.get("rows") or []
+    keys = set().union(*(r.keys() for r in rows)) if rows else set()
+    if "first_mark_score" in keys:
+        return "overwriting"
+    if "other_score" in keys:
+        return "fingerprint_unicity"
+    if "matched" in keys:
+        return "fingerprint_robustness"
+    if "intact" in keys:
+        return "integrity"
+    if any(k.startswith("impact_") for k in keys):
+        return "imperceptibility"
+    if "error_percent" in keys and "key_seed" in keys:
+        return "robustness"
+    if "model" in keys and "score" in keys:
+        return "false_alarms"
+    return None
+
+
+@dataclass(frozen=True)
+class DetectionFigure:
+    """How a method's detection figure is read from a row, and which published column matches it."""
+
+    label: str                                      # axis / column label
+    value: Callable[[Mapping[str, Any]], float | None]
+    threshold: Callable[[Mapping[str, Any]], float | None]
+    published_column: str | None                    # column of NNW-TEC Tables 4-21
+    threshold_label: str = "decision threshold"
+    higher_is_better: bool = True
+
+
+def _f(x: Any) -> float | None:
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ber(row: Mapping[str, Any]) -> float | None:
+    if row.get("ber") is not None:
+        return _f(row["ber"])
+    s = _f(row.get("score"))
+    return None if s is None else 1.0 - s  # RTW's detector: score = 1 - BER
+
+
+def _pct(key: str) -> Callable[[Mapping[str, Any]], float | None]:
+    return lambda row: None if _f(row.get(key)) is None else 100.0 * float(row[key])
+
+
+_FIGURES = {
+    "NCT": DetectionFigure("Spearman rho", lambda r: _f(r.get("score")), lambda r: _f(r.get("threshold")),
+                           "corr", "critical value (one-sided 5%)"),
+    "RTW": DetectionFigure("BER", _ber, lambda r: 0.0, "ber", "BER = 0 required", higher_is_better=False),
+    "TBW": DetectionFigure("trigger-set share (%)", _pct("score"), _pct("threshold"), "share_percent",
+                           "share > threshold"),
+}
+_DEFAULT_FIGURE = DetectionFigure("detection score", lambda r: _f(r.get("score")), lambda r: _f(r.get("threshold")),
+                                  None, "the method's threshold")
+
+
+def detection_figure(method: str | None) -> DetectionFigure:
+    """The detection figure of NNW-TEC's tables for ``method`` (NCT rho, RTW BER, TBW share %);
+    the method's own ``score``/``threshold`` for any other method."""
+    return _FIGURES.get(str(method), _DEFAULT_FIGURE)
+
+
+@dataclass
+class PublishedCurve:
+    table: str
+    label: str
+    x: list[float] = field(default_factory=list)
+    detection: list[float | None] = field(default_factory=list)
+    error: list[float | None] = field(default_factory=list)
+
+
+def published_curve(table: str | None, method: str | None, task: str | None, config: Mapping[str, Any] | None,
+                    param: str | None, *, version: str = SPEC_VERSION) -> PublishedCurve | None:
+    """The published rows of robustness table ``table`` for this method/task/configuration, sorted
+    by the Modification parameter; ``None`` when the spec has no such rows."""
+    if not table or not param or not str(table).isdigit():
+        return None
+    try:
+        from nnw.spec import load_spec_tables, published_rows, table_columns
+
+        columns = table_columns(table, version)
+        meta = load_spec_tables(version)["tables"][str(table)]
+    except (ImportError, KeyError, ValueError):
+        return None
+    fig = detection_figure(method)
+    if param not in columns or "error" not in columns or fig.published_column not in columns:
+        return None
+    filters: dict[str, Any] = {}
+    if "model" in columns and task:
+        filters["model"] = task
+    config = dict(config or {})
+    for k in ("alpha", "lam", "rho"):
+        if k in columns and k in config:
+            filters[k] = config[k]
+    try:
+        rows = published_rows(table, version, **filters)
+    except (KeyError, ValueError):
+        return None
+    rows = [r for r in rows if isinstance(r.get(param), (int, float))]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: r[param])
+    fixed = dict(meta.get("config") or {})
+    fixed.update({k: v for k, v in filters.items() if k != "model"})
+    where = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fixed.items())
+    label = f"NNW-TEC Table {table} (published{', ' + where if where else ''})"
+    return PublishedCurve(str(table), label, [float(r[param]) for r in rows],
+                          [_f(r.get(fig.published_column)) for r in rows], [_f(r.get("error")) for r in rows])
+
+
+@dataclass
+class RobustnessSeries:
+    """The data of one robustness figure (one method/task/configuration/Modification family)."""
+
+    method: str | None
+    task: str | None
+    config: dict[str, Any]
+    family: str | None
+    param: str | None
+    figure: DetectionFigure
+    # key -> sorted [(x, detection value, error %, detected, useful)]
+    keys: dict[Any, list[tuple[float, float | None, float | None, bool | None, bool | None]]]
+    thresholds: list[float]
+    tolerance_percent: float | None
+    published: PublishedCurve | None
+    tables: list[str]
+
+
+def robustness_series(clauses: Iterable[Any], *, version: str = SPEC_VERSION) -> RobustnessSeries:
+    """Collect the points of :func:`robustness_plot` from robustness clauses (one curve)."""
+    items = [as_clause(c) for c in clauses]
+    if not items:
+        raise ValueError("robustness_series: no clause given")
+    first = items[0]
+    method, task, config = first.get("method"), first.get("task"), dict(first.get("config") or {})
+    fig = detection_figure(method)
+    keys: dict[Any, list] = defaultdict(list)
+    thresholds, tables, family, param, tol = [], [], None, None, None
+    for c in items:
+        fam, p, x = parse_modification_name(c.get("modification"))
+        family, param = family or fam, param or p
+        if not isinstance(x, (int, float)):
+            x = 0.0
+        if c.get("table") and str(c["table"]) not in tables:
+            tables.append(str(c["table"]))
+        tol = tol if tol is not None else _f((c.get("threshold") or {}).get("useful_error_tolerance_percent"))
+        for i, row in enumerate(c.get("rows") or []):
+            key = row.get("key_seed", row.get("model", i))
+            keys[key].append((float(x), fig.value(row), _f(row.get("error_percent")),
+                              row.get("detected"), row.get("useful")))
+            t = fig.threshold(row)
+            if t is not None:
+                thresholds.append(t)
+    for pts in keys.values():
+        pts.sort(key=lambda p: p[0])
+    published = published_curve(tables[0] if tables else None, method, task, config, param, version=version)
+    return RobustnessSeries(method, task, config, family, param, fig, dict(keys), thresholds, tol, published, tables)
+
+
+def group_robustness(clauses: Iterable[Mapping[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Robustness clauses grouped into curves: (method, task, configuration, family) -> clauses,
+    each group sorted by the Modification parameter."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for c in clauses:
+        c = as_clause(c)
+        if infer_property(c) != "robustness":
+            continue
+        family, _, _ = parse_modification_name(c.get("modification"))
+        cfg = tuple(sorted((str(k), repr(v)) for k, v in (c.get("config") or {}).items()))
+        groups[(c.get("method"), c.get("task"), cfg, family)].append(c)
+    for items in groups.values():
+        items.sort(key=lambda c: _sort_value(parse_modification_name(c.get("modification"))[2]))
+    return dict(groups)
+
+
+def _sort_value(x: Any) -> tuple:
+    return (0, float(x), "") if isinstance(x, (int, float)) else (1, 0.0, str(x))
+
+
+# -- drawing -------------------------------------------------------------------------------------
+def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.2):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _cfg_text(config: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (config or {}).items())
+
+
+def _use_log_x(xs: Sequence[float], family: str | None) -> bool:
+    pos = [x for x in xs if x > 0]
+    return bool(pos) and len(pos) == len(xs) and (family == "noise" or max(pos) / min(pos) >= 50)
+
+
+def _maybe_symlog(ax, values: Iterable[float | None]) -> None:
+    vals = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    if vals and max(vals) > 100:
+        ax.set_yscale("symlog", linthresh=1.0)
+
+
+def robustness_plot(clauses_for_one_curve: Iterable[Any] | Any, *, version: str = SPEC_VERSION) -> bytes:
+    """Detection figure and task error (eq. 2, %) against the Modification strength, one curve per
+    key, with the decision threshold, the usefulness tolerance and the published NNW-TEC values.
+
+    ``clauses_for_one_curve``: the robustness clauses of one method, task, configuration and
+    Modification family (one clause per strength; a single clause gives one point per key). A
+    single clause may be passed on its own.
+    """
+    if hasattr(clauses_for_one_curve, "as_dict") or isinstance(clauses_for_one_curve, Mapping):
+        clauses_for_one_curve = [clauses_for_one_curve]
+    s = robustness_series(clauses_for_one_curve, version=version)
+    fig, (ax_det, ax_err) = _figure(2)
+    xs_all: list[float] = []
+    for i, (key, pts) in enumerate(sorted(s.keys.items(), key=lambda kv: str(kv[0]))):
+        color = f"C{i % 10}"
+        xs = [p[0] for p in pts]
+        xs_all += xs
+        label = f"key {key}" if isinstance(key, int) else str(key)
+        ax_det.plot(xs, [p[1] for p in pts], "-o", color=color, label=label)
+        lost = [(p[0], p[1]) for p in pts if p[3] is False and p[1] is not None]
+        if lost:
+            ax_det.plot(*zip(*lost), "x", color="red", markersize=10, mew=2,
+                        label="not detected" if i == 0 else None)
+        ax_err.plot(xs, [p[2] for p in pts], "-o", color=color, label=label)
+    if s.thresholds:
+        t = sorted(s.thresholds)[len(s.thresholds) // 2]
+        ax_det.axhline(t, color="k", ls="--", lw=1, label=f"{s.figure.threshold_label} ({t:.3g})")
+    if s.tolerance_percent is not None:
+        ax_err.axhline(s.tolerance_percent, color="k", ls="--", lw=1,
+                       label=f"usefulness tolerance ({s.tolerance_percent:g}%)")
+    pub = s.published
+    if pub is not None:
+        xs_all += pub.x
+        ax_det.plot(pub.x, pub.detection, "D:", color="0.35", mfc="none", label=pub.label)
+        ax_err.plot(pub.x, pub.error, "D:", color="0.35", mfc="none", label=pub.label)
+        _maybe_symlog(ax_err, pub.error + [p[2] for pts in s.keys.values() for p in pts])
+    xlabel = f"{s.param} ({s.family} strength)" if s.param else (s.family or "Modification")
+    for ax in (ax_det, ax_err):
+        ax.set_xlabel(xlabel)
+        if xs_all and _use_log_x(xs_all, s.family):
+            ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    ax_det.set_ylabel(s.figure.label)
+    ax_err.set_ylabel("error (eq. 2, %)")
+    what = f"{s.method or '?'} on {s.task or '?'}" + (f" ({_cfg_text(s.config)})" if s.config else "")
+    tables = f" — NNW-TEC Table {', '.join(s.tables)}" if s.tables else ""
+    ax_det.set_title(f"Detection after {s.family}: {what}", fontsize=10)
+    ax_err.set_title(f"Task error after {s.family}{tables}", fontsize=10)
+    return _png(fig)
+
+
+def overwriting_plot(result: Any) -> bytes:
+    """Replica of NNW-TEC Figure 4: the 1st mark's score against the share of its weights shared
+    with (replaced by) the later Actors' marks, with the decision threshold."""
+    c = as_clause(result)
+    rows = sorted(c["rows"], key=lambda r: float(r.get("overlap", 0)))
+    fig, (ax,) = _figure(1)
+    x = [100 * float(r["overlap"]) for r in rows]
+    y = [_f(r.get("first_mark_score")) for r in rows]
+    ax.plot(x, y, "-o", color="C0", label="1st mark (Architect)")
+    lost = [(xi, yi) for xi, yi, r in zip(x, y, rows) if r.get("first_mark_detected") is False]
+    if lost:
+        ax.plot(*zip(*lost), "x", color="red", markersize=10, mew=2, label="1st mark not detected")
+    for xi, yi, r in zip(x, y, rows):
+        found = [k[: -len("_detected")] for k, v in r.items()
+                 if k.endswith("_detected") and k != "first_mark_detected" and v]
+        n = len([k for k in r if k.endswith("_detected") and k != "first_mark_detected"])
+        if n and yi is not None:
+            ax.annotate(f"{len(found)}/{n} Actors", (xi, yi), textcoords="offset points", xytext=(4, 6), fontsize=7)
+    th = [t for t in (_f(r.get("threshold")) for r in rows) if t is not None]
+    if th:
+        ax.axhline(th[0], color="k", ls="--", lw=1, label=f"threshold, Spearman 5% ({th[0]:.3g})")
+    ax.axhline(0.018, color="0.6", ls=":", lw=1, label="Figure 4 as printed (y = 0.018)")
+    max_ov = _f((c.get("threshold") or {}).get("max_overlap_asserted"))
+    if max_ov is not None:
+        ax.axvline(100 * max_ov, color="0.5", ls="-.", lw=1, label=f"asserted up to {100 * max_ov:g}% shared")
+    ax.set_xlabel("weights shared with the later marks (%)")
+    ax.set_ylabel("correlation of the 1st mark")
+    ax.set_title(f"Watermark Overwriting (Figure 4): {c.get('method', '')} {c.get('task', '')}".strip(), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def insertion_time_plot(ns: Sequence[float], seconds: Sequence[float] | Sequence[Sequence[float]], *,
+                        method: str = "NCT") -> bytes:
+    """Replica of NNW-TEC Figure 5: execution time of the insertion against the number N of
+    watermarked parameters. ``seconds[i]`` is one time or a list of repeated times for ``ns[i]``
+    (plotted as the mean with a min–max bar)."""
+    if len(ns) != len(seconds):
+        raise ValueError(f"insertion_time_plot: {len(ns)} values of N but {len(seconds)} timings")
+    fig, (ax,) = _figure(1)
+    order = sorted(range(len(ns)), key=lambda i: ns[i])
+    x, mean, lo, hi = [], [], [], []
+    for i in order:
+        t = seconds[i]
+        ts = [float(v) for v in t] if isinstance(t, (list, tuple)) else [float(t)]
+        m = sum(ts) / len(ts)
+        x.append(float(ns[i]))
+        mean.append(m)
+        lo.append(m - min(ts))
+        hi.append(max(ts) - m)
+    ax.errorbar(x, mean, yerr=[lo, hi], fmt="-o", capsize=3, label=f"{method} insertion")
+    if x and min(x) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel("number of watermarked parameters N")
+    ax.set_ylabel("insertion time (s)")
+    ax.set_title(f"Execution time of the insertion vs N (Figure 5): {method}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def imperceptibility_plot(result: Any) -> bytes:
+    """Impact (eq. 1, %) per key and performance measure, with the bound, and the published value
+    of NNW-TEC Tables 2/12/17 for the same model and configuration when the spec has one."""
+    c = as_clause(result)
+    rows = c["rows"]
+    measures = sorted({k[len("impact_"):] for r in rows for k in r if k.startswith("impact_")})
+    fig, (ax,) = _figure(1)
+    width = 0.8 / max(1, len(measures))
+    for j, m in enumerate(measures):
+        xs = [i + j * width for i in range(len(rows))]
+        vals = [_f(r.get(f"impact_{m}")) or 0.0 for r in rows]
+        bars = ax.bar(xs, vals, width, label=f"Impact on {m}", color=f"C{j}")
+        for b, r in zip(bars, rows):
+            if r.get(f"within_spread_{m}"):
+                b.set_hatch("//")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))])
+    ax.set_xticklabels([f"key {r.get('key_seed', i)}" + ("" if r.get("detected", True) else "\n(not detected)")
+                        for i, r in enumerate(rows)])
+    bound = _f((c.get("threshold") or {}).get("impact_bound_percent"))
+    if bound is not None:
+        ax.axhline(bound, color="k", ls="--", lw=1, label=f"bound ({bound:g}%)")
+    pub = _published_impact(c)
+    if pub is not None:
+        ax.axhline(pub[1], color="0.4", ls=":", lw=1.5, label=pub[0])
+    ax.set_ylabel("Impact (eq. 1, %)")
+    ax.set_title(f"Imperceptibility: {c.get('method', '')} on {c.get('task', '')} ({_cfg_text(c.get('config'))})"
+                 "\nhatched: within the unmarked models' spread", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _published_impact(c: Mapping[str, Any], version: str = SPEC_VERSION) -> tuple[str, float] | None:
+    table = c.get("table")
+    if not table or not str(table).isdigit():
+        return None
+    try:
+        from nnw.spec import published_rows, table_columns
+
+        cols = table_columns(table, version)
+        filters = {k: v for k, v in (c.get("config") or {}).items() if k in cols}
+        if "model" in cols and c.get("task"):
+            filters["model"] = c["task"]
+        rows = published_rows(table, version, **filters)
+    except (ImportError, KeyError, ValueError):
+        return None
+    col = "impact_top1" if "impact_top1" in cols else ("impact" if "impact" in cols else None)
+    if not rows or col is None or _f(rows[0].get(col)) is None:
+        return None
+    return f"NNW-TEC Table {table} (published {col} = {float(rows[0][col]):g}%)", float(rows[0][col])
+
+
+def _score_strip(c: Mapping[str, Any], title: str, ylabel: str = "detection score",
+                 value: Callable[[Mapping[str, Any]], float | None] | None = None) -> bytes:
+    rows = c["rows"]
+    fig, (ax,) = _figure(1, width=max(6.4, 0.55 * len(rows) + 2))
+    value = value or (lambda r: _f(r.get("score")))
+    xs = list(range(len(rows)))
+    ys = [value(r) for r in rows]
+    hit = [bool(r.get("detected")) for r in rows]
+    ax.scatter([x for x, h in zip(xs, hit) if not h], [y for y, h in zip(ys, hit) if not h],
+               color="C0", label="not detected (correct)")
+    if any(hit):
+        ax.scatter([x for x, h in zip(xs, hit) if h], [y for y, h in zip(ys, hit) if h],
+                   color="red", marker="X", s=60, label="detected (false alarm)")
+    th = [_f(r.get("threshold")) for r in rows]
+    if any(t is not None for t in th):
+        ax.scatter(xs, [t if t is not None else math.nan for t in th], marker="_", s=300, color="k",
+                   label="threshold")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{r.get('model', '')}\nkey {r.get('key_seed', '')}" for r in rows], fontsize=7, rotation=30,
+                       ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def false_alarm_plot(result: Any) -> bytes:
+    """Scores of the detector on every negative (never-marked model, or another actor's key)
+    against the threshold, with the observed rate and its confidence interval."""
+    c = as_clause(result)
+    m = c.get("measured") or {}
+    ci = m.get("false_alarm_ci") or [None, None]
+    nominal = (c.get("threshold") or {}).get("nominal_false_alarm_rate")
+    rate = f"{m.get('false_alarms', '?')}/{m.get('negatives', '?')} false alarms"
+    if ci[0] is not None:
+        rate += f", CI [{ci[0]:.3f}, {ci[1]:.3f}]"
+    if nominal is not None:
+        rate += f", nominal {nominal}"
+    mod = c.get("modification") or "unmodified"
+    return _score_strip(c, f"False alarms: {c.get('method', '')} on never-marked {c.get('task', '')} ({mod})\n{rate}")
+
+
+def fingerprint_plot(result: Any) -> bytes:
+    """Fingerprint matching scores per model (own entry vs best other entry; after a Modification:
+    the score of the match, with the model's error)."""
+    c = as_clause(result)
+    rows = c["rows"]
+    fig, (ax,) = _figure(1)
+    xs = list(range(len(rows)))
+    ax.bar([x - 0.2 for x in xs], [_f(r.get("score")) or 0.0 for r in rows], 0.4, label="match score")
+    if any("other_score" in r for r in rows):
+        ax.bar([x + 0.2 for x in xs], [_f(r.get("other_score")) or 0.0 for r in rows], 0.4,
+               label="best other entry", color="C1")
+    labels = []
+    for r in rows:
+        lab = f"{r.get('model', '')}\n→ {r.get('matched')}"
+        if r.get("error_percent") is not None:
+            lab += f"\nerror {float(r['error_percent']):.3g}%"
+        labels.append(lab)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("matching score")
+    ax.set_title(f"{c.get('title', 'Fingerprinting')}", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def integrity_plot(result: Any) -> bytes:
+    """Changed positions of the Traceability Data per model (0 = judged intact)."""
+    c = as_clause(result)
+    rows = c["rows"]
+    fig, (ax,) = _figure(1)
+    vals = [float(r.get("changed_positions", 0)) for r in rows]
+    colors = ["C2" if r.get("intact") else "C3" for r in rows]
+    ax.bar(range(len(rows)), vals, color=colors)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([str(r.get("model", i)) for i, r in enumerate(rows)])
+    ax.set_ylabel("changed positions (0 = intact)")
+    ax.set_title(c.get("title", "Integrity"), fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(fig)
+
+
+_DISPATCH: dict[str, Callable[[Any], bytes]] = {
+    "robustness": robustness_plot,
+    "overwriting": overwriting_plot,
+    "imperceptibility": imperceptibility_plot,
+    "false_alarms": false_alarm_plot,
+    "fingerprint_unicity": fingerprint_plot,
+    "fingerprint_robustness": fingerprint_plot,
+    "integrity": integrity_plot,
+}
+
+
+def clause_plot(result: Any, **context: Any) -> bytes | None:
+    """The figure of one test's clause, as PNG bytes; ``None`` when the clause has no rows or its
+    type is unknown.
+
+    ``result``: a ``ClauseResult`` or a clause dict (certificate form). ``context``: optional
+    ``method``, ``task``, ``config``, ``modification``, ``property`` (the plugin's case), used
+    where ``result`` lacks them; the clause type is ``property``, else inferred from the rows.
+    """
+    unknown = set(context) - set(_CONTEXT_KEYS)
+    if unknown:
+        raise TypeError(f"clause_plot: unknown context {sorted(unknown)}; expected {list(_CONTEXT_KEYS)}")
+    c = as_clause(result, **context)
+    if not c["rows"]:
+        return None
+    prop = infer_property(c)
+    draw = _DISPATCH.get(prop or "")
+    if draw is None:
+        if any(_f(r.get("score")) is not None for r in c["rows"]):
+            return _score_strip(c, c.get("title", ""))
+        return None
+    return draw(c)

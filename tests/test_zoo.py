@@ -1,0 +1,196 @@
+"""Tests of nnw.zoo with the tiny profile and a temporary model cache: caching of the unmarked models and
+their training snapshots, NCT marks inserted at epoch alpha > 0 on the unmarked model's trunk, keys.
+
+Training is observed through a spy on ``nnw.zoo.train`` (no timings). The module trains ResNet8 (tiny
+profile: 256 images, 3 epochs) once from scratch and then three single epochs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import nnw.zoo
+from nnw.cache import ModelCache
+from nnw.methods.registry import get_method
+from nnw.profile import load_profile
+from nnw.training import train as real_train
+from nnw.zoo import Zoo
+
+TINY = str(Path(__file__).parents[1] / "fixtures" / "profiles" / "tiny.json")
+TASK = "ResNet8"
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile(TINY)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def profile_threads(profile):
+    threads = torch.get_num_threads()
+    if int(profile.data.get("cpu_threads", 0)) > 0:
+        torch.set_num_threads(int(profile.data["cpu_threads"]))
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("zoo-cache")
+
+
+@pytest.fixture(scope="module")
+def zoo(profile, cache_dir):
+    return Zoo(profile, ModelCache(cache_dir), torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def nct():
+    return get_method("NCT")
+
+
+@pytest.fixture(scope="module")
+def alpha(profile):
+    alphas = [a for a in profile.method_grid("NCT", "robustness")["alpha"] if a > 0]
+    assert alphas, "the tiny profile's NCT grid has an insertion epoch alpha > 0"
+    return alphas[0]
+
+
+@pytest.fixture(scope="module")
+def nct_config(profile, alpha):
+    return {"alpha": alpha, "N": profile.method_grid("NCT", "robustness")["N"][0]}
+
+
+class Spy:
+    """Records every call of nnw.zoo.train (with the model's weights at the call) and runs it."""
+
+    def __init__(self, allow: bool = True):
+        self.calls: list[dict] = []
+        self.allow = allow
+
+    def __call__(self, model, task, **kw):
+        if not self.allow:
+            raise AssertionError(f"nnw.zoo.train called although the model is cached ({kw})")
+        self.calls.append({"start_epoch": kw.get("start_epoch", 0), "hooks": list(kw.get("hooks", ())),
+                           "optimizer_state": kw.get("optimizer_state"), "seed": kw.get("seed"),
+                           "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}})
+        return real_train(model, task, **kw)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    s = Spy()
+    monkeypatch.setattr(nnw.zoo, "train", s)
+    return s
+
+
+def _same(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def unmarked0(zoo):
+    return zoo.unmarked(TASK, 0)
+
+
+# -- unmarked models -------------------------------------------------------------------------------
+def test_unmarked_model_is_trained_once_then_cached(profile, cache_dir, spy, alpha):
+    zoo = Zoo(profile, ModelCache(cache_dir), torch.device("cpu"))
+    model, record = zoo.unmarked(TASK, 0)
+    assert len(spy.calls) == 1 and spy.calls[0]["start_epoch"] == 0 and not spy.calls[0]["hooks"]
+    recipe = zoo.task(TASK).recipe
+    assert record["steps"] == recipe.epochs * (profile.tasks[TASK]["data"]["n_train"] // recipe.batch_size)
+    assert 0.0 <= record["performance"]["top1"] <= 1.0
+    assert not model.training
+
+    spy.allow = False  # from here on, any training is an error
+    again, record2 = zoo.unmarked(TASK, 0)
+    assert _same(model.state_dict(), again.state_dict()) and record2 == record
+    # another process (a fresh Zoo on the same cache directory) loads it too
+    other, record3 = Zoo(profile, ModelCache(cache_dir), torch.device("cpu")).unmarked(TASK, 0)
+    assert _same(model.state_dict(), other.state_dict()) and record3 == record
+    # the training snapshot at the NCT insertion epoch was stored with it
+    mstate, ostate = zoo.snapshot(TASK, 0, alpha)
+    assert mstate and ostate
+    assert not _same(mstate, {k: v for k, v in model.state_dict().items()})
+    assert len(spy.calls) == 1
+
+
+def test_unmarked_models_of_other_seeds_differ(zoo, unmarked0, spy):
+    other, _ = zoo.unmarked(TASK, 1)
+    assert len(spy.calls) == 1
+    model0, _ = unmarked0
+    assert not _same(model0.state_dict(), other.state_dict())
+
+
+def test_snapshot_resumes_to_the_unmarked_model(zoo, unmarked0, alpha):
+    # the trunk shared by the NCT marks at alpha > 0: resuming from the snapshot without a hook gives back
+    # exactly the unmarked model
+    model0, _ = unmarked0
+    task = zoo.task(TASK)
+    mstate, ostate = zoo.snapshot(TASK, 0, alpha)
+    model = task.build_model(0)
+    model.load_state_dict(mstate)
+    real_train(model, task, seed=0, device="cpu", start_epoch=alpha, optimizer_state=ostate)
+    assert _same(model0.state_dict(), model.state_dict())
+
+
+def test_snapshot_outside_the_alpha_grid_is_a_clear_error(zoo, unmarked0):
+    with pytest.raises(RuntimeError, match="alpha grid must include 1"):
+        zoo.snapshot(TASK, 0, 1)
+
+
+# -- marked models ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def marked_k0(zoo, nct, nct_config, unmarked0):
+    calls = Spy()
+    mp = pytest.MonkeyPatch()
+    mp.setattr(nnw.zoo, "train", calls)
+    try:
+        return zoo.marked(TASK, nct, nct_config, 0, 0), calls
+    finally:
+        mp.undo()
+
+
+def test_nct_mark_at_alpha_continues_the_unmarked_trunk(zoo, marked_k0, alpha):
+    _, calls = marked_k0
+    assert len(calls.calls) == 1  # the unmarked model (and its snapshot) came from the cache
+    call = calls.calls[0]
+    assert call["start_epoch"] == alpha and call["seed"] == 0 and len(call["hooks"]) == 1
+    mstate, ostate = zoo.snapshot(TASK, 0, alpha)
+    assert _same(call["weights"], mstate)  # training started from the unmarked model's snapshot ...
+    assert call["optimizer_state"] is not None and _same(call["optimizer_state"], ostate)  # ... and optimizer
+
+
+def test_nct_mark_is_detected_and_the_record_is_complete(zoo, nct, marked_k0, unmarked0):
+    m, _ = marked_k0
+    task = zoo.task(TASK)
+    assert m.record["detection"]["present"] is True
+    assert m.record["detection"]["score"] > m.record["detection"]["threshold"]
+    assert set(m.record["performance"]) >= set(task.performance_keys)
+    assert 0.0 <= m.record["performance"]["top1"] <= 1.0
+    assert m.key.method == "NCT" and "original" in m.key.tensors
+    det = nct.detect(m.model, m.key, prepare=task.prepare)
+    assert det.present and det.score == pytest.approx(m.record["detection"]["score"])
+    assert not nct.detect(unmarked0[0], m.key, prepare=task.prepare).present
+
+
+def test_marked_model_is_cached(profile, cache_dir, nct, nct_config, marked_k0, spy):
+    spy.allow = False
+    m, _ = marked_k0
+    again = Zoo(profile, ModelCache(cache_dir), torch.device("cpu")).marked(TASK, nct, nct_config, 0, 0)
+    assert _same(m.model.state_dict(), again.model.state_dict())
+    assert again.key == m.key and again.record == m.record
+
+
+def test_marked_models_with_other_key_seeds_differ(zoo, nct, nct_config, marked_k0, spy):
+    m0, _ = marked_k0
+    m1 = zoo.marked(TASK, nct, nct_config, 0, 1)
+    assert len(spy.calls) == 1 and spy.calls[0]["start_epoch"] == nct_config["alpha"]
+    assert m1.key != m0.key
+    assert not _same(m0.model.state_dict(), m1.model.state_dict())
+    assert m1.record["detection"]["present"] is True
+    task = zoo.task(TASK)
+    assert nct.detect(m1.model, m1.key, prepare=task.prepare).present
