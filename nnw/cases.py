@@ -27,6 +27,9 @@ class Case:
     group: str = ""
     extra: tuple = field(default=())
 
+    def __repr__(self) -> str:  # stable and short: allure's history id and parameters use it
+        return self.id
+
     @property
     def config_dict(self) -> dict[str, Any]:
         return dict(self.config)

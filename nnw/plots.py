@@ -270,12 +270,18 @@ def _sort_value(x: Any) -> tuple:
 
 
 # -- drawing -------------------------------------------------------------------------------------
-def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.2):
+def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.2, bottom: float = 0.6):
+    """A figure of ``ncols`` axes with fixed margins (inches; ``bottom`` grows for long tick labels).
+    Fixed margins, not a layout engine: constrained layout doubles the drawing time, and the plugin
+    draws one figure per test."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * ncols, height), dpi=100, layout="constrained")
+    w, h = width * ncols, height + bottom - 0.6
+    fig = Figure(figsize=(w, h), dpi=100)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.85 / w, right=1 - 0.2 / w, bottom=bottom / h, top=1 - 0.6 / h,
+                        wspace=0.9 / width)
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
 
@@ -312,7 +318,7 @@ def robustness_plot(clauses_for_one_curve: Iterable[Any] | Any, *, version: str 
     if hasattr(clauses_for_one_curve, "as_dict") or isinstance(clauses_for_one_curve, Mapping):
         clauses_for_one_curve = [clauses_for_one_curve]
     s = robustness_series(clauses_for_one_curve, version=version)
-    fig, (ax_det, ax_err) = _figure(2)
+    fig, (ax_det, ax_err) = _figure(2, height=4.0, bottom=1.35)
     xs_all: list[float] = []
     for i, (key, pts) in enumerate(sorted(s.keys.items(), key=lambda kv: str(kv[0]))):
         color = f"C{i % 10}"
@@ -343,7 +349,7 @@ def robustness_plot(clauses_for_one_curve: Iterable[Any] | Any, *, version: str 
         if xs_all and _use_log_x(xs_all, s.family):
             ax.set_xscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     ax_det.set_ylabel(s.figure.label)
     ax_err.set_ylabel("error (eq. 2, %)")
     what = f"{s.method or '?'} on {s.task or '?'}" + (f" ({_cfg_text(s.config)})" if s.config else "")
@@ -421,7 +427,7 @@ def imperceptibility_plot(result: Any) -> bytes:
     c = as_clause(result)
     rows = c["rows"]
     measures = sorted({k[len("impact_"):] for r in rows for k in r if k.startswith("impact_")})
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = _figure(1, bottom=0.8)
     width = 0.8 / max(1, len(measures))
     for j, m in enumerate(measures):
         xs = [i + j * width for i in range(len(rows))]
@@ -470,7 +476,7 @@ def _published_impact(c: Mapping[str, Any], version: str = SPEC_VERSION) -> tupl
 def _score_strip(c: Mapping[str, Any], title: str, ylabel: str = "detection score",
                  value: Callable[[Mapping[str, Any]], float | None] | None = None) -> bytes:
     rows = c["rows"]
-    fig, (ax,) = _figure(1, width=max(6.4, 0.55 * len(rows) + 2))
+    fig, (ax,) = _figure(1, width=max(6.4, 0.55 * len(rows) + 2), bottom=1.3)
     value = value or (lambda r: _f(r.get("score")))
     xs = list(range(len(rows)))
     ys = [value(r) for r in rows]
@@ -515,7 +521,7 @@ def fingerprint_plot(result: Any) -> bytes:
     the score of the match, with the model's error)."""
     c = as_clause(result)
     rows = c["rows"]
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = _figure(1, bottom=1.0)
     xs = list(range(len(rows)))
     ax.bar([x - 0.2 for x in xs], [_f(r.get("score")) or 0.0 for r in rows], 0.4, label="match score")
     if any("other_score" in r for r in rows):

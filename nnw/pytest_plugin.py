@@ -212,6 +212,35 @@ def _allure(request, result, case):
             allure.dynamic.parameter(k, str(v))
     allure.attach(json.dumps(result.rows, indent=1, default=_jsonable), name="measured rows",
                   attachment_type=allure.attachment_type.JSON)
+    context = {} if case is None else {"method": case.method, "task": case.task, "config": case.config_dict,
+                                       "modification": case.modification, "property": case.property}
+    try:
+        from nnw.plots import clause_plot
+
+        png = clause_plot(result, **context)
+    except Exception as exc:  # noqa: BLE001 — a figure must never change a verdict
+        allure.attach(f"{type(exc).__name__}: {exc}", name="figure error", attachment_type=allure.attachment_type.TEXT)
+        png = None
+    if png is not None:
+        allure.attach(png, name=f"figure: {result.title}", attachment_type=allure.attachment_type.PNG)
+
+
+def _allure_certificate(config, path):
+    """The certificate and its Markdown summary as Allure global (session-level) attachments."""
+    if not config.getoption("--alluredir", default=None):
+        return
+    import allure
+
+    if not hasattr(allure, "global_attach"):  # allure-pytest < 2.16
+        return
+    allure.global_attach.file(str(path), name="nnw certificate", attachment_type=allure.attachment_type.JSON)
+    try:
+        from nnw.report import render_markdown
+
+        text = render_markdown(json.loads(Path(path).read_text(encoding="utf-8")))
+    except Exception as exc:  # noqa: BLE001
+        text = f"report not rendered: {type(exc).__name__}: {exc}"
+    allure.global_attach(text, name="nnw report (Markdown)", attachment_type="text/markdown", extension="md")
 
 
 # -- certificate ------------------------------------------------------------------------------
@@ -239,6 +268,7 @@ class ClauseCollector:
         from nnw.certificate import write_certificate
 
         self.certificate_path = write_certificate(self.config, self.clauses)
+        _allure_certificate(self.config, self.certificate_path)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         if hasattr(config, "workerinput") or not self.clauses:

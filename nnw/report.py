@@ -273,6 +273,8 @@ def _overwriting(items: list[dict[str, Any]], plots: Mapping[str, str]) -> list[
     lines = [f"### Watermark Overwriting ({_clauses_text(items)})", ""]
     rows = []
     for c in items:
+        if not c.get("rows"):
+            rows.append([fmt(c.get("task")), fmt(c.get("method")), "–", "–", "–", "–", "–", _verdict(c["verdict"])])
         for r in c.get("rows") or []:
             actors = [k for k in r if k.endswith("_detected") and k != "first_mark_detected"]
             found = sum(bool(r[k]) for k in actors)

@@ -19,7 +19,9 @@ from nnw.profile import load_profile
 
 TINY = str(Path(__file__).parents[1] / "fixtures" / "profiles" / "tiny.json")
 PROPERTIES = ("imperceptibility", "robustness", "false_alarms", "overwriting", "fingerprint_unicity",
-              "fingerprint_robustness")
+              "fingerprint_robustness", "integrity")
+#: Cases that read only the unmarked models, through a fingerprint key.
+FINGERPRINT_PROPERTIES = ("fingerprint_unicity", "fingerprint_robustness", "integrity")
 #: Cases that read marked models (``zoo.marked(task, method, config, ...)``).
 MARKED_PROPERTIES = ("imperceptibility", "robustness", "false_alarms")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -50,8 +52,12 @@ def _ids(cases, prop, method=None):
 
 # -- ids -----------------------------------------------------------------------------------------
 def test_every_property_is_present(cases):
-    assert set(cases) == set(PROPERTIES)
+    assert set(cases) >= set(PROPERTIES)
     assert all(cases[p] for p in PROPERTIES), {p: len(v) for p, v in cases.items()}
+    # the plugin parametrizes one test function per property
+    from nnw.pytest_plugin import CASE_FIXTURES
+
+    assert set(CASE_FIXTURES.values()) == set(cases)
 
 
 def test_ids_are_unique_within_each_test_function(cases):
@@ -64,7 +70,8 @@ def test_ids_are_unique_within_each_test_function(cases):
 def test_ids_are_deterministic(profile, methods, cases):
     # a second build, with fresh method instances, gives the same ordered ids and groups
     again = build_cases(profile, _methods())
-    for prop in PROPERTIES:
+    assert list(again) == list(cases)
+    for prop in cases:
         assert [(c.id, c.group) for c in again[prop]] == [(c.id, c.group) for c in cases[prop]], prop
         assert again[prop] == cases[prop], prop  # Case is a frozen dataclass: full equality
 
@@ -157,7 +164,7 @@ def test_tbw_tags(profile, cases):
     for prop in PROPERTIES:
         tbw = [c for c in cases[prop] if c.method == "TBW"]
         assert all(kinds[c.task] == "classification" for c in tbw), prop
-    assert not [c for c in cases["fingerprint_unicity"] + cases["fingerprint_robustness"] if c.method == "TBW"]
+    assert not [c for p in FINGERPRINT_PROPERTIES for c in cases[p] if c.method == "TBW"]
     assert not [c for c in cases["overwriting"] if c.method == "TBW"]  # not multi_mark
     assert {c.task for c in cases["imperceptibility"] if c.method == "TBW"} == {"ResNet8", "VGG16"}
 
@@ -165,6 +172,8 @@ def test_tbw_tags(profile, cases):
 def test_nct_tags(cases):
     assert {c.task for c in cases["fingerprint_unicity"] if c.method == "NCT"} == {"ResNet8", "VGG16"}
     assert [c for c in cases["fingerprint_robustness"] if c.method == "NCT"]
+    integrity = _ids(cases, "integrity", "NCT")
+    assert "NCT-ResNet8-integrity-unmodified" in integrity and "NCT-VGG16-integrity-unmodified" in integrity
     assert {c.task for c in cases["overwriting"] if c.method == "NCT"} == {"ResNet8", "VGG16"}
     # multi_mark: Overwriting is the Figure 4 case, not a robustness Modification
     assert not [c for c in cases["robustness"] if c.method == "NCT" and c.modification.startswith("overwriting")]
@@ -173,7 +182,7 @@ def test_nct_tags(cases):
 
 
 def test_rtw_tags(cases):
-    assert not [c for c in cases["fingerprint_unicity"] if c.method == "RTW"]
+    assert not [c for p in FINGERPRINT_PROPERTIES for c in cases[p] if c.method == "RTW"]
     assert not [c for c in cases["overwriting"] if c.method == "RTW"]
     assert [c for c in cases["robustness"] if c.method == "RTW" and c.modification.startswith("overwriting")]
     # RTW applies to every task: imperceptibility on the other tasks too, robustness on classification
@@ -203,6 +212,7 @@ def test_passive_fingerprint_method_gets_only_fingerprint_cases():
     assert not cases["overwriting"]
     assert _ids(cases, "fingerprint_unicity") == ["FP-ResNet8", "FP-VGG16"]
     assert "FP-ResNet8-pruning-P50" in _ids(cases, "fingerprint_robustness")
+    assert "FP-ResNet8-integrity-unmodified" in _ids(cases, "integrity")
 
 
 def test_active_method_without_detection_has_no_robustness_cases():
@@ -245,7 +255,7 @@ def test_robustness_and_false_alarms_share_groups(cases):
 
 def test_fingerprint_cases_share_one_group_per_model(cases):
     groups = defaultdict(set)
-    for prop in ("fingerprint_unicity", "fingerprint_robustness"):
+    for prop in FINGERPRINT_PROPERTIES:
         for c in cases[prop]:
             groups[(c.method, c.task)].add(c.group)
     assert groups and all(len(g) == 1 for g in groups.values())

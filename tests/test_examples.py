@@ -15,11 +15,12 @@ ResNet8 models are trained once per session (about 1.5 min on 2 busy CPU cores; 
 takes about 20-30 s).
 
 Profile: ``fixtures/profiles/tiny.json`` with one change, the pruning grid P = [5, 50] instead of
-[50]. The tiny ResNet8 models reach only ~16% top-1 (10 classes), and pruning(P=50) already costs
-them 14% relative error, over the 10% "useful" tolerance: the robustness clause then only records
-the row ("every Modified model is broken") and cannot show that WeakSmallest's mark vanishes while
-the model is still useful. pruning(P=5) (inside the IEEE 3304 range of 1-90%) leaves the model's
-predictions unchanged and zeroes every weight WeakSmallest marked.
+[50]. The tiny ResNet8 models reach only ~16% top-1 (10 classes, 128 test images), and after
+pruning(P=50) the relative error of WeakSmallest's marked models is 4.8% or 14.3% (one or three
+test images; it moved between the two when the suite pinned ``cpu_threads``), against the 10%
+"useful" tolerance: on the "broken" side the robustness clause only records the row and
+WeakSmallest's weakness would not show. pruning(P=5) (inside the IEEE 3304 range of 1-90%) leaves
+the predictions unchanged and zeroes every weight WeakSmallest marked: a deterministic failure.
 """
 from __future__ import annotations
 
@@ -86,7 +87,6 @@ def test_example_method_protocol(name):
     """keygen is deterministic, embed leaves its input alone, a Key survives save/load, and a Key
     for another architecture is refused."""
     from nnw.methods.base import KeyMismatchError
-    from nnw.methods.keys import load_key, save_key
 
     method, base = _method(name), _net(0)
     assert method.name == name and method.__doc__ and sys.modules[type(method).__module__].__doc__
@@ -278,19 +278,27 @@ def test_conformance_passes_the_honest_method(pytester, monkeypatch, example_run
 
 def test_conformance_fails_the_weak_method_on_robustness(pytester, monkeypatch, example_run_env):
     result, cert = run_conformance(pytester, monkeypatch, example_run_env, "WeakSmallest")
-    result.assert_outcomes(passed=4, failed=1)
+    # pruning(P=5) erases the mark of the still-useful model: a robustness failure. pruning(P=50)
+    # erases it too, but whether the tiny model is still "useful" then hangs on one or two test
+    # images (error 4.8% or 14.3% depending on the training's thread count): fail or recorded.
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 5 and outcomes.get("failed") in (1, 2), outcomes
     # the failure names the clause, the Modification with its Parameter, and what was measured
     result.stdout.fnmatch_lines([
-        "FAILED conformance/test_robustness.py::test_robustness[[]WeakSmallest-ResNet8-pruning-P5[]] - "
-        "NNW-NNT Robustness — Robustness of WeakSmallest against pruning(P=5) on ResNet8: "
+        "FAILED *conformance/test_robustness.py::test_robustness[[]WeakSmallest-ResNet8-pruning-P5[]] - "
+        "Failed: NNW-NNT Robustness — Robustness of WeakSmallest against pruning(P=5) on ResNet8: "
         "key 0: mark not detected after pruning(P=5) while the model is still useful (error *% ≤ 10%; "
         "score 0, threshold 0.103, p 1)*",
     ])
     assert cert["summary"]["verdict"] == "fail"
-    (failed,) = _clauses(cert, "test_robustness", "fail")
-    assert failed["clause"] == "NNW-NNT Robustness" and failed["modification"] == "pruning(P=5)"
-    assert failed["measured"]["detected"] == [False, False] and failed["measured"]["missed_detection_rate"] == 1.0
-    assert failed["threshold"]["useful_error_tolerance_percent"] == 10.0
+    failed = {c["modification"]: c for c in _clauses(cert, "test_robustness", "fail")}
+    assert "pruning(P=5)" in failed and set(failed) <= {"pruning(P=5)", "pruning(P=50)"}
+    p5 = failed["pruning(P=5)"]
+    assert p5["clause"] == "NNW-NNT Robustness"
+    assert p5["measured"]["detected"] == [False, False] and p5["measured"]["missed_detection_rate"] == 1.0
+    assert p5["measured"]["score"] == [0.0, 0.0] and p5["threshold"]["useful_error_tolerance_percent"] == 10.0
+    for c in _clauses(cert, "test_robustness"):  # the mark is gone after every pruning, useful or not
+        assert not any(c["measured"]["detected"])
     # its detector is honest: no false-alarm failure
     assert not _clauses(cert, "test_false_alarms", "fail")
 
@@ -299,8 +307,8 @@ def test_conformance_fails_the_dishonest_method_on_false_alarms(pytester, monkey
     result, cert = run_conformance(pytester, monkeypatch, example_run_env, "AlwaysPresent")
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines([
-        "FAILED conformance/test_false_alarms.py::test_false_alarms[[]AlwaysPresent-ResNet8-unmodified[]] - "
-        "IEEE 3304 false alarm rate — False alarms of AlwaysPresent on never-marked ResNet8 models (unmodified): "
+        "FAILED *conformance/test_false_alarms.py::test_false_alarms[[]AlwaysPresent-ResNet8-unmodified[]] - "
+        "Failed: IEEE 3304 false alarm rate — False alarms of AlwaysPresent on never-marked ResNet8 models (unmodified): "
         "6/6 false alarms: rate 1.00, 95% CI [[]0.541, 1.000[]] lies above the nominal 0.05",
     ])
     assert cert["summary"]["verdict"] == "fail"

@@ -1,8 +1,9 @@
 """Watermark Overwriting with five Actors (NNW-TEC §7.2.6, Figure 4; §5.2.2 roles).
 
 Five marks (Architect, Trainer, Tracker, Distributor, Generic user) are inserted one after the
-other into the same model; marks 2–5 share a given fraction of positions with the 1st mark
-(multi-mark methods such as NCT expose ``overlap_with``/``overlap`` in their config). Figure 4
+other into the same model; marks 2–5 all include the same share q of the 1st mark's positions, so
+q of its weights are overwritten (multi-mark methods such as NCT expose ``overlap_with``/
+``overlap`` in their config and ``indices(key)``). Figure 4
 plots the 1st mark's correlation against the share of its weights replaced by later marks.
 
 Verdict: with no shared positions every Actor's mark is recovered after all five insertions, and
@@ -28,8 +29,9 @@ def check_overwriting(zoo, method, task_name: str, config: Mapping[str, Any], *,
         keys = []
         for i in range(marks):
             cfg = {**config, "actor": i}
-            if keys:
-                cfg.update(overlap_with=keys[0], overlap=q)
+            if keys and q > 0:  # every later mark overwrites the same share q of the 1st mark's positions
+                shared = method.indices(keys[0])[: round(q * len(method.indices(keys[0])))]
+                cfg.update(overlap_with=shared, overlap=q)
             key = method.keygen(model, seed=10 * key_seed + i + 1, config=cfg)
             model = method.embed(model, key)
             keys.append(key)

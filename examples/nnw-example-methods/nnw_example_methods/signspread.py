@@ -82,7 +82,8 @@ class SignSpread(TraceabilityMethod):
         n = min(int(cfg["N"]), pool)
         if n < 8:
             raise ValueError(f"{self.name}: the model has too few weights ({total}) for a mark")
-        candidates = torch.topk(flat.abs(), pool, sorted=False).indices
+        # sorted positions: topk's output order is an implementation detail, the Key must not be
+        candidates = torch.sort(torch.topk(flat.abs(), pool, sorted=False).indices).values
         candidates = candidates[flat[candidates] != 0]
         g = W.generator(self.name, "positions", seed)
         indices = candidates[torch.randperm(candidates.numel(), generator=g)[:n]].to(torch.int64)

@@ -54,7 +54,7 @@ class WeakSmallest(TraceabilityMethod):
         if n < 8:
             raise ValueError(f"{self.name}: N must be >= 8 and the model must have that many weights")
         mags = flat.abs()
-        indices = torch.topk(mags, n, largest=False, sorted=False).indices.to(torch.int64)
+        indices = torch.sort(torch.topk(mags, n, largest=False, sorted=False).indices).values.to(torch.int64)
         delta = max(float(mags[indices].max()), 1e-6 * float(mags.mean()), 1e-12)
         g = W.generator(self.name, "pattern", seed)
         pattern = (torch.rand(n, generator=g) * 2 - 1).to(torch.float32)
