@@ -123,11 +123,14 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
             classification = profile.tasks[task]["task"] == "classification"
             if tags.kind == "active":
                 section = "imperceptibility" if classification else "imperceptibility_other_tasks"
+                # an imperceptibility case whose configuration is a robustness one shares its marked models
+                rob_groups = {tuple(sorted(c)): _tid(method.name, task, lab) for c, lab in rob_cfgs}
                 for cfg, label in _configs(_method_grid(profile, method, section)):
                     tid = _tid(method.name, task, label)
+                    group = rob_groups.get(tuple(sorted(cfg)), tid) if classification else tid
                     out["imperceptibility"].append(Case("imperceptibility", method.name, task, cfg, None,
                                                         _IMP_TABLES.get(method.name) if classification else "3",
-                                                        tid, tid))
+                                                        tid, group))
             if not classification and tags.kind == "active":
                 continue  # robustness tables of NNW-TEC cover the classification task
             if tags.detects and tags.kind == "active":

@@ -36,22 +36,24 @@ machine the two agree.
 **Iterations to insert.** :func:`iterations_to_insert` trains the model with the method's hook
 on the task's full recipe (the training the zoo gives every marked model, with the same seed)
 and checks the mark every ``check_every`` batch iterations and at the start of every epoch
-(before the first iteration, and where an insertion at epoch α happens): inserted = ``detect(...).present`` and, for a decoding method,
-``decode(...).ber == 0``. The run stops at the first success; the count is the number of batch
-iterations done then (a multiple of ``check_every`` or an epoch boundary: the true first
-iteration lies in ``(count − check_every, count]``). NCT gives 0 by design (α = 0: the mark is written by
-substitution before the first iteration). The budget is the full training: a mark not found by
-its end was never inserted. Check time is excluded from the training time reported.
+(before the first iteration, and where an insertion at epoch α happens): inserted =
+``detect(...).present`` and, for a decoding method, ``decode(...).ber == 0``. The run stops
+at the first success; the count is the number of batch iterations done then (a multiple of
+``check_every`` or an epoch boundary: the true first iteration lies in ``(count − check_every,
+count]``). NCT gives 0 by design (α = 0: the mark is written by substitution before the first
+iteration). The budget is the full training: a mark not found by its end was never inserted.
+Check time is excluded from the training time reported.
 
-**Memory footprint.** On CUDA the device allocator's peak (``torch.cuda.max_memory_allocated``)
-is exact. On CPU there is no allocator peak to read (tracemalloc does not see tensor memory and
-``ru_maxrss`` only ever grows), so the footprint is *counted*: parameters + buffers + gradients
-+ optimizer state + the activations autograd saves for backward in one batch iteration (counted
-by ``torch.autograd.graph.saved_tensors_hooks``, one count per storage) + the method's resident
+**Memory footprint.** Counted, on every device, for one batch iteration: parameters + buffers +
+gradients + optimizer state + the activations autograd saves for backward (counted by
+``torch.autograd.graph.saved_tensors_hooks``, one count per storage) + the method's resident
 state (the tensors its hook holds: RTW's X and b, TBW's prepared triggers, NCT's key). The count
-is deterministic and device-independent; the measured peak resident set (Linux: ``VmHWM`` after
-resetting it through ``/proc/self/clear_refs``; elsewhere ``ru_maxrss``, monotonic) is reported
-beside it for context, with its source. Allocator caching makes RSS deltas undercount.
+is deterministic and independent of the allocator and of other jobs, and it is what compares a
+marked with an unmarked training. Beside it, :func:`peak_memory` measures the call's peak: on
+CUDA the caching allocator's exact peak (``torch.cuda.max_memory_allocated``); on CPU, where no
+allocator peak exists (tracemalloc does not see tensor memory, ``ru_maxrss`` only ever grows),
+the peak resident set (Linux ``VmHWM`` after resetting it through ``/proc/self/clear_refs``;
+elsewhere the growth of ``ru_maxrss``) — context only: memory the allocator recycles is not seen.
 
 **Detection cost.** :func:`detection_cost` times ``method.detect`` (and ``decode`` for a decoding
 method) from a *cold* key — ``Key.cache`` (runtime-only derived data, e.g. NCT's de-obfuscated
@@ -82,7 +84,8 @@ from nnw.training import train
 
 __all__ = [
     "SETTINGS", "cost_settings", "synchronize",
-    "StepTimer", "StepTiming", "timed_training", "batch_iteration_time", "IterationCost", "compare_batch_iteration_time",
+    "StepTimer", "StepTiming", "timed_training", "batch_iteration_time", "IterationCost",
+    "compare_batch_iteration_time",
     "InsertionRun", "iterations_to_insert", "default_check_every",
     "PeakMemory", "peak_memory", "tensor_bytes", "Footprint", "training_footprint",
     "inference_time", "run_detection", "DetectionCost", "detection_cost", "insertion",
@@ -755,7 +758,8 @@ def nlogn_violations(times: Mapping[int, float], slack: float = 3.0) -> list[dic
 
 
 def loglog_slope(times: Mapping[int, float]) -> float:
-    """Least-squares slope of log(time) against log(n): about 1 for n log n at these sizes, 0 while overhead dominates."""
+    """Least-squares slope of log(time) against log(n): about 1 for n log n at these sizes, 0 while
+    a fixed overhead dominates."""
     pts = [(math.log(n), math.log(t)) for n, t in times.items() if n > 0 and t > 0]
     if len(pts) < 2:
         return float("nan")

@@ -65,10 +65,13 @@ def _profile(config):
 
 def _methods(config):
     if not hasattr(config, "_nnw_methods"):
-        from nnw.methods.registry import get_method
+        from nnw.methods.registry import MethodLoadError, get_method
 
         names = config.getoption("--nnw-method") or ["NCT", "RTW", "TBW"]
-        config._nnw_methods = {m.name: m for m in (get_method(n) for n in names)}
+        try:
+            config._nnw_methods = {m.name: m for m in (get_method(n) for n in names)}
+        except MethodLoadError as e:
+            raise pytest.UsageError(f"--nnw-method: {e}") from None
     return config._nnw_methods
 
 
@@ -258,7 +261,7 @@ class ClauseCollector:
             if name == _CLAUSE_PROP and report.when == "call":
                 data = json.loads(value)
                 data["nodeid"] = report.nodeid
-                if hasattr(report, "wasxfail"):
+                if hasattr(report, "wasxfail") and report.skipped:  # declared and it did fail
                     data["verdict"] = "known failure"
                 self.clauses.append(data)
 

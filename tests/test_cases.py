@@ -261,14 +261,7 @@ def test_fingerprint_cases_share_one_group_per_model(cases):
     assert groups and all(len(g) == 1 for g in groups.values())
 
 
-@pytest.mark.parametrize("name", [
-    TINY,
-    pytest.param("embedded", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG nnw/cases.py build_cases: an imperceptibility case whose config is in the robustness grid "
-        "uses the same marked models as the robustness/false-alarm cases but gets its own xdist group "
-        "(e.g. 'NCT-ResNet8-alpha0-N512' vs 'NCT-ResNet8-alpha0')"))),
-    pytest.param("spec", marks=pytest.mark.xfail(strict=True, reason="BUG nnw/cases.py: see the embedded case")),
-])
+@pytest.mark.parametrize("name", [TINY, "embedded", "spec"])
 def test_cases_sharing_marked_models_share_an_xdist_group(name, methods):
     cases = build_cases(load_profile(name), methods)
     groups = defaultdict(set)

@@ -54,8 +54,13 @@ METHODS = {
     "AlwaysPresent": "nnw_example_methods.alwayspresent:AlwaysPresent",
 }
 
-if str(PACKAGE_ROOT) not in sys.path:  # the unit tests import the package without installing it
-    sys.path.insert(0, str(PACKAGE_ROOT))
+
+@pytest.fixture(scope="module", autouse=True)
+def _example_package_importable():
+    """The unit tests import the example package from its directory, installed or not."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(PACKAGE_ROOT))
+        yield
 
 
 # ---------------------------------------------------------------------------------------------

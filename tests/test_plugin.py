@@ -62,10 +62,6 @@ def _items(result) -> list[str]:
     return [line.strip() for line in result.outlines if "::" in line and line.strip().startswith("conformance/")]
 
 
-def _param_ids(items) -> Counter:
-    return Counter(i.split("[", 1)[1][:-1] for i in items if "[" in i)
-
-
 def _output(result) -> str:
     return "\n".join(result.outlines + result.errlines)
 
@@ -271,9 +267,6 @@ def test_xfails_file_turns_a_failing_clause_into_a_known_failure(pytester, plugi
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG nnw/pytest_plugin.py ClauseCollector.pytest_runtest_logreport: a clause declared as a known failure "
-    "that passes (XPASS, report.wasxfail set, outcome 'passed') is recorded as 'known failure' instead of 'pass'"))
 def test_declared_known_failure_that_passes_is_recorded_as_pass(pytester, plugin_dir):
     run = _xfail_run(pytester, plugin_dir)
     assert run["result"].parseoutcomes().get("xpassed") == 1
