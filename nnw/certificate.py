@@ -7,7 +7,7 @@ id and no timings or timestamps are stored.
 from __future__ import annotations
 
 import hashlib
-import inspect
+import importlib
 import json
 import platform
 from collections import Counter
@@ -29,14 +29,25 @@ def validate(cert: dict[str, Any]) -> None:
     jsonschema.validate(cert, schema())
 
 
-def _method_info(method) -> dict[str, Any]:
+def _source_digest(method) -> str:
+    """sha256 of every .py file of the package that defines the method (the whole code it ships)."""
+    h = hashlib.sha256()
     try:
-        src = Path(inspect.getsourcefile(type(method))).read_bytes()
-    except (TypeError, OSError):
-        src = repr(type(method)).encode()
+        top = importlib.import_module(type(method).__module__.split(".")[0])
+        roots = [Path(d) for d in getattr(top, "__path__", [])]
+        files = sorted(f for d in roots for f in d.rglob("*.py")) if roots else [Path(top.__file__)]
+        for f in files:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    except (ImportError, TypeError, OSError):
+        h.update(repr(type(method)).encode())
+    return h.hexdigest()
+
+
+def _method_info(method) -> dict[str, Any]:
     tags = {k: (sorted(v) if isinstance(v, (set, frozenset)) else v) for k, v in vars(method.tags).items()}
     return {"name": method.name, "version": str(getattr(method, "version", "0")),
-            "sha256": hashlib.sha256(src).hexdigest(), "origin": f"{type(method).__module__}:{type(method).__qualname__}",
+            "sha256": _source_digest(method), "origin": f"{type(method).__module__}:{type(method).__qualname__}",
             "tags": tags}
 
 
@@ -71,10 +82,15 @@ def write_certificate(config, clauses: list[dict[str, Any]]) -> Path:
     used = {c["method"] for c in clauses}
     methods = [m for m in (get_method(n) for n in names) if m.name in used]
     cert = build_certificate(profile, methods, str(resolve_device(config.getoption("--nnw-device")).type), clauses)
+    from nnw.cases import build_cases
+
+    for info, method in zip(cert["methods"], methods):  # clauses the method's tags exclude (ONNX-style "not applicable")
+        cases = build_cases(profile, [method])
+        info["not_applicable"] = sorted(prop for prop, items in cases.items() if not items)
     validate(cert)
     path = Path(config.getoption("--nnw-certificate"))
-    if not path.is_absolute():
-        path = Path(config.rootpath) / path
+    if not path.is_absolute():  # relative to where pytest was invoked, like --nnw-xfails-file
+        path = Path(config.invocation_params.dir) / path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(cert, indent=1, sort_keys=False) + "\n")

@@ -139,7 +139,7 @@ def nnw_device(pytestconfig, nnw_profile):
     device = resolve_device(pytestconfig.getoption("--nnw-device"))
     threads = int(nnw_profile.data.get("cpu_threads", 0))
     if device.type == "cpu" and threads > 0:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # the Zoo does it too, and keys its cache entries on it
     return device
 
 

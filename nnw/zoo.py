@@ -65,6 +65,13 @@ class Zoo:
         self.profile, self.cache, self.device, self.data_root = profile, cache, device, data_root
         self.progress = progress or (lambda msg: None)
         self._tasks: dict[str, Task] = {}
+        # CPU kernels reduce in a thread-count-dependent order: fix the count (profile's cpu_threads)
+        # and make it part of every cache key, so entries built differently never mix.
+        self.threads = int(profile.data.get("cpu_threads", 0)) if device.type == "cpu" else 0
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+        self.numerics = {"device": device.type, "cpu_threads": self.threads or torch.get_num_threads()} \
+            if device.type == "cpu" else {"device": device.type}
 
     # -- tasks ---------------------------------------------------------------------------
     def task(self, name: str) -> Task:
@@ -75,7 +82,8 @@ class Zoo:
         return self._tasks[name]
 
     def _base_spec(self, task: Task, seed: int) -> dict[str, Any]:
-        return {"kind": "unmarked", "recipe_version": RECIPE_VERSION, **task.spec(), "seed": seed}
+        return {"kind": "unmarked", "recipe_version": RECIPE_VERSION, **task.spec(), "seed": seed,
+                "numerics": self.numerics}
 
     def _alphas(self, task: Task) -> list[int]:
         alphas = set()
@@ -171,7 +179,8 @@ class Zoo:
         """``task.evaluate(model)``, cached under ``identity`` (what determines the model), so a
         warm run re-applies cheap Modifications for the detector but never re-evaluates."""
         task = self.task(task_name)
-        spec = {"kind": "evaluation", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity)}
+        spec = {"kind": "evaluation", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity),
+                "numerics": self.numerics}
         _, record = self.cache.get_or_build(spec, lambda: ({}, {"performance": task.evaluate(model)}))
         return record["performance"]
 
@@ -187,6 +196,7 @@ class Zoo:
         if not getattr(modification, "needs_training", False):
             return modification.apply(model, seed=seed, context=ctx).eval()
         spec = {"kind": "modified", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity),
+                "numerics": self.numerics,
                 "modification": modification.name, "seed": seed}
 
         def build():

@@ -184,6 +184,9 @@ class TraceabilityMethod(abc.ABC):
     name: str
     version: str
     tags: Tags
+    #: The configuration the conformance suite uses when the profile has no grid for this method
+    #: (one configuration; e.g. ``{"N": 256}``). Built-in methods have grids in the profiles.
+    default_config: Mapping[str, Any] = {}
 
     # -- keys -----------------------------------------------------------------------------
     @abc.abstractmethod
