@@ -184,7 +184,7 @@ class Task:
 
     def spec(self) -> dict[str, Any]:
         """What identifies this task's trained models in the cache."""
-        return {"task": self.name, "kind": self.kind, "model": self.model_name,
+        return {"task": self.name, "task_kind": self.kind, "model": self.model_name,
                 "model_kwargs": self.model_kwargs, "recipe": self.recipe.as_dict(), "data": self.data_spec}
 
 

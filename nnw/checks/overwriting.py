@@ -30,8 +30,8 @@ def check_overwriting(zoo, method, task_name: str, config: Mapping[str, Any], *,
         for i in range(marks):
             cfg = {**config, "actor": i}
             if keys and q > 0:  # every later mark overwrites the same share q of the 1st mark's positions
-                shared = method.indices(keys[0])[: round(q * len(method.indices(keys[0])))]
-                cfg.update(overlap_with=shared, overlap=q)
+                first = method.indices(keys[0]) if hasattr(method, "indices") else None
+                cfg.update(overlap_with=keys[0] if first is None else first[: round(q * len(first))], overlap=q)
             key = method.keygen(model, seed=10 * key_seed + i + 1, config=cfg)
             model = method.embed(model, key)
             keys.append(key)
