@@ -290,3 +290,24 @@ def test_bad_input_exits_2_with_one_line(nct_chain, work, capsys, args, expected
     assert not (work / "x.key").exists() and not (work / "PWNED").exists()
     rc, out, err = nnw(capsys, work, *args, "--json")
     assert rc == 2 and json.loads(out)["status"] == "error" and expected in json.loads(out)["error"]
+
+
+# ------------------------------------------------------------------------- the same, as real processes
+@pytest.mark.parametrize("args, code, expected", [
+    (["match", "--model", "noise.safetensors", *ARCH, "--database", "db"], 0, "matched: noise.safetensors is 'model'"),
+    (["verify-integrity", "--model", "model.safetensors", *ARCH, "--reference", "db/model.ref"], 0, "intact:"),
+    (["verify-integrity", "--model", "quant.safetensors", *ARCH, "--reference", "db/model.ref"], 1, "modified:"),
+    (["detect", "--model", "missing.safetensors", *ARCH, "--key", "alice.key"], 2, "model file not found"),
+    (["detect", "--model", "corrupt.safetensors", *ARCH, "--key", "alice.key"], 2, "corrupt or truncated"),
+    (["detect", "--model", "vgg.safetensors", *VGG, "--key", "alice.key"], 2, "NCT key does not fit this model"),
+    (["detect", "--model", "nan.safetensors", *ARCH, "--key", "alice.key"], 2, "non-finite"),
+], ids=["identify", "intact", "modified", "missing", "corrupt", "other-arch", "nan"])
+def test_use_cases_and_bad_input_in_subprocesses(nct_chain, database, work, args, code, expected):
+    """Identify the NN, verify its integrity, and the bad inputs, through ``python -m nnw`` itself."""
+    proc = nnw_subprocess(work, *args)
+    assert proc.returncode == code, proc.stderr
+    if code == 2:
+        assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert expected in proc.stderr
+    else:
+        assert proc.stdout.startswith(expected), proc.stdout
