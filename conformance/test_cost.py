@@ -232,7 +232,7 @@ def test_cost_detection(detection_case, benchmark, settings, nnw_zoo, nnw_profil
 
 
 def test_nct_insertion_time(insertion_time_case, benchmark, settings, nnw_profile, nnw_methods, nnw_device,
-                            record_clause):
+                            record_clause, pytestconfig):
     """Figure 5: execution time of the NCT insertion (positions drawn + substitution) against N."""
     _require_measuring(benchmark)
     from nnw.layers import weight_layers
@@ -256,6 +256,26 @@ def test_nct_insertion_time(insertion_time_case, benchmark, settings, nnw_profil
                                         rounds=rounds, present=present, device=str(nnw_device))
     benchmark.extra_info.update(result.measured)
     record_clause(result)
+    _attach_figure5(pytestconfig, c.task, c.n, seconds)
+
+
+_FIGURE5: dict[str, dict[int, float]] = {}
+
+
+def _attach_figure5(config, curve: str, n: int, seconds: float) -> None:
+    """Figure 5 replica (insertion time against N), growing with each N measured in this run, as an
+    Allure attachment of the test (the last N's test carries the complete curve)."""
+    points = _FIGURE5.setdefault(curve, {})
+    points[n] = seconds
+    if not config.getoption("--alluredir", default=None):
+        return
+    import allure
+
+    from nnw.plots import insertion_time_plot
+
+    ns = sorted(points)
+    allure.attach(insertion_time_plot(ns, [points[k] for k in ns]), name="Figure 5: NCT insertion time against N",
+                  attachment_type=allure.attachment_type.PNG)
 
 
 def test_nct_detection_complexity(complexity_case, benchmark, settings, nnw_profile, nnw_methods, nnw_device,
