@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from nnw.io import save_state
 from nnw.methods.keys import load_key, save_key
 from nnw.models import build_model
 from nnw.modifications import make_modification
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 ARCH = ["--arch", "ResNet8", "--arch-kw", "width=0.5"]
 VGG = ["--arch", "VGG16", "--arch-kw", "width=0.0625"]
@@ -42,12 +43,6 @@ def _resnet(seed: int) -> torch.nn.Module:
     return build_model("ResNet8", seed=seed, width=0.5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

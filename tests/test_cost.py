@@ -29,6 +29,8 @@ from nnw.profile import load_profile
 from nnw.tasks import Task
 from nnw.training import Recipe
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).parents[1]
@@ -54,12 +56,6 @@ def tiny_task(n: int = 64, epochs: int = 4, batch_size: int = 8) -> Task:
                 ImageSet(x, y), ImageSet(x[:16], y[:16]), num_classes=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import pytest
 import torch
@@ -31,6 +31,8 @@ from nnw.methods.rtw import RTW
 from nnw.methods.tbw import TBW
 from nnw.models import build_model
 from nnw.payload import encode_payload
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # --------------------------------------------------------------------------- helpers
@@ -105,13 +107,6 @@ def local_train(
     return ctx
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models train faster on one intra-op thread (and do not fight parallel test workers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

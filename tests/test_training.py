@@ -19,6 +19,8 @@ from nnw.hooks import TrainContext, TrainingHook
 from nnw.tasks import Task
 from nnw.training import Recipe, augment_batch, lr_at, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 N_TRAIN, BATCH = 32, 8
 STEPS_PER_EPOCH = N_TRAIN // BATCH
 
@@ -33,12 +35,6 @@ def _task(**recipe) -> Task:
                 ImageSet(x[N_TRAIN:], y[N_TRAIN:]), num_classes=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
