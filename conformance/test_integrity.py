@@ -8,4 +8,4 @@ def test_integrity(integrity_case, nnw_zoo, nnw_profile, nnw_methods, record_cla
     c, p = integrity_case, nnw_profile
     mod = None if c.modification is None else parse_modification(c.modification)
     record_clause(check_integrity(nnw_zoo, nnw_methods[c.method], c.task, c.config_dict, mod,
-                                  model_seeds=p.model_seeds))
+                                  model_seeds=p.model_seeds, key_seeds=p.key_seeds))

@@ -151,17 +151,26 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                     cfg, label = rob_cfgs[0]
                     out["overwriting"].append(Case("overwriting", method.name, task, cfg, None, "F4",
                                                    _tid(method.name, task, "overwriting"), _tid(method.name, task)))
+            if (tags.integrity or tags.fingerprints) and classification:
+                # integrity (§3): unmodified, and each family at its weakest grid value. Fingerprinting
+                # methods verify fingerprinted (unmarked) models, watermarks their marked models.
+                if tags.fingerprints:
+                    icfgs = [(tuple((k, v[0]) for k, v in rob_grid.items() if k != "alpha"), None)]
+                else:
+                    icfgs = rob_cfgs
+                for cfg, label in icfgs:
+                    group = (_tid(method.name, task, "fingerprint") if label is None
+                             else _tid(method.name, task, label))
+                    for mod in [None] + weakest(profile):
+                        out["integrity"].append(Case("integrity", method.name, task, cfg,
+                                                     None if mod is None else mod.name, None,
+                                                     _tid(method.name, task, label or "", "integrity", "unmodified" if mod is None else mod.id),
+                                                     group))
             if tags.fingerprints:
                 cfg = tuple((k, v[0]) for k, v in rob_grid.items() if k != "alpha")
                 group = _tid(method.name, task, "fingerprint")
                 out["fingerprint_unicity"].append(Case("fingerprint_unicity", method.name, task, cfg, None, None,
                                                        _tid(method.name, task), group))
-                if classification:  # integrity: unmodified, and each family at its weakest grid value
-                    for mod in [None] + weakest(profile):
-                        out["integrity"].append(Case("integrity", method.name, task, cfg,
-                                                     None if mod is None else mod.name, None,
-                                                     _tid(method.name, task, "integrity",
-                                                          "unmodified" if mod is None else mod.id), group))
                 for mod in mods:
                     if mod.family == "overwriting":
                         continue

@@ -8,8 +8,9 @@ version, method(s), profile, environment, overall verdict and counts), the faili
 (message, measured value, threshold), then per method one section per property: the
 imperceptibility rows (configuration, Impact, detection), one robustness table per Modification
 family like NNW-TEC Tables 4–21 (parameter | detection figure per key | error per key | published
-row | verdict), the false alarms with rates and confidence intervals, Watermark Overwriting
-(Figure 4) and fingerprinting. ``--plots DIR`` also writes the figures of :mod:`nnw.plots`
+row | spread over keys | SER per key for decoding methods | verdict), the false alarms with rates
+and confidence intervals, Watermark Overwriting (Figure 4), the Actors recovered after each later
+mark (§7.2.6), fingerprinting and integrity verification (judged intact/modified per Modification). ``--plots DIR`` also writes the figures of :mod:`nnw.plots`
 (one PNG per robustness curve and per overwriting clause) and links them from the Markdown.
 
 :func:`render_markdown` is the same rendering as a function (no I/O, no matplotlib).
@@ -223,9 +224,14 @@ def _robustness(items: list[dict[str, Any]], plots: Mapping[tuple, str]) -> list
                 rows.append(_robustness_row(c))
         param = parse_modification_name(fam_clauses[0].get("modification"))[1] or "Parameter"
         fig_labels = sorted({detection_figure(c.get("method")).label for c in fam_clauses})
-        lines += _table(["model", "method", "configuration", param, " / ".join(fig_labels) + " per key",
-                         "threshold", "error % per key (mean)", "useful", "published (detection, error %)", "verdict"],
-                        rows)
+        decodes = any("ser" in r or "ber" in r for c in fam_clauses for r in c.get("rows") or [])
+        header = ["model", "method", "configuration", param, " / ".join(fig_labels) + " per key", "spread over keys",
+                  "threshold", "error % per key (mean)", "useful", "published (detection, error %)", "verdict"]
+        if decodes:
+            header.insert(6, "SER per key (BER)")
+        else:
+            rows = [r[:6] + r[7:] for r in rows]
+        lines += _table(header, rows)
         for gk in gkeys:
             if gk in plots:
                 method, task, _, fam = gk
@@ -251,7 +257,10 @@ def _robustness_row(c: Mapping[str, Any]) -> list[str]:
         hits = [(d, e) for x, d, e in zip(pub.x, pub.detection, pub.error) if math.isclose(x, float(value))]
         if hits:
             pub_text = f"Table {pub.table}: {fmt(hits[0][0])}, {fmt(hits[0][1])}"
-    return [fmt(c.get("task")), fmt(c.get("method")), _cfg(c.get("config")), fmt(value), det_text,
+    nums = [v for v in det if isinstance(v, (int, float))]
+    spread = fmt(max(nums) - min(nums)) if len(nums) > 1 else "–"
+    ser = " / ".join(f"{fmt(r.get('ser'))} ({fmt(r.get('ber'))})" for r in rows) if rows else "–"
+    return [fmt(c.get("task")), fmt(c.get("method")), _cfg(c.get("config")), fmt(value), det_text, spread, ser,
             fmt(th[0]) if th else "–", err_text or "–", useful, pub_text, _verdict(c["verdict"])]
 
 
@@ -287,6 +296,46 @@ def _overwriting(items: list[dict[str, Any]], plots: Mapping[str, str]) -> list[
         if c["nodeid"] in plots:
             lines += [f"![{_esc(c['title'])}]({plots[c['nodeid']]})", ""]
     return lines
+
+
+def _actors(items: list[dict[str, Any]]) -> list[str]:
+    """§7.2.6 stage by stage: after each later mark, which Actors' marks are still recovered."""
+    rows = []
+    for c in sorted(items, key=lambda c: c["nodeid"]):
+        for r in c.get("rows") or []:
+            who = (f"key {r['key_seed']}" if "key_seed" in r else
+                   f"{fmt(100 * float(r['overlap']))}% shared" if "overlap" in r else "–")
+            for stage in r.get("actors") or []:
+                ids = [cell.get("actor_id") for cell in stage.get("cells") or []]
+                decoded = (" (decoded " + ", ".join("–" if i is None else str(i) for i in ids) + ")"
+                           if any(i is not None for i in ids) else "")
+                rows.append([fmt(c.get("task")), fmt(c.get("modification") or "Figure 4"), _cfg(c.get("config")), who,
+                             _esc(str(stage.get("after"))),
+                             f"{len(stage.get('recovered') or [])}/{stage.get('marks')}",
+                             _esc(", ".join(stage.get("recovered") or []) or "none") + decoded,
+                             _esc(", ".join(stage.get("lost") or []) or "–")])
+    if not rows:
+        return []
+    return ["### Actors recovered after each later mark (NNW-TEC §7.2.6)", ""] + _table(
+        ["model", "Modification", "configuration", "key / overlap", "after the mark of", "recovered", "Actors recovered",
+         "Actors lost"], rows)
+
+
+def _integrity(items: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for c in sorted(items, key=lambda c: (str(c.get("task")), _cfg(c.get("config")), str(c.get("modification")))):
+        m = c.get("measured") or {}
+        rs = c.get("rows") or []
+        judged = " / ".join(("intact" if r.get("intact") else f"modified ({fmt(r.get('changed_values'))} of "
+                             f"{fmt(r.get('values'))} changed)") for r in rs) or "–"
+        if c.get("modification"):
+            rate = f"missed detection {fmt(m.get('missed_detection_rate'))} {_ci(m.get('missed_detection_ci'))}"
+        else:
+            rate = f"false alarm {fmt(m.get('false_alarm_rate'))} {_ci(m.get('false_alarm_ci'))}"
+        rows.append([fmt(c.get("task")), _cfg(c.get("config")), fmt(c.get("modification") or "unmodified"),
+                     fmt((c.get("threshold") or {}).get("judged")), judged, rate, _verdict(c["verdict"])])
+    return [f"### Integrity verification ({_clauses_text(items)})", ""] + _table(
+        ["model", "configuration", "Modification", "expected", "judged, per model", "rate (CI)", "verdict"], rows)
 
 
 def _fingerprint_unicity(items: list[dict[str, Any]]) -> list[str]:
@@ -340,7 +389,10 @@ def render_markdown(cert: Mapping[str, Any], *, plots: Mapping[Any, str] | None 
         by_prop: dict[str, list] = defaultdict(list)
         for c in items:
             by_prop[infer_property(c) or "other"].append(c)
+        actor_items = [c for c in items if any("actors" in r for r in c.get("rows") or [])]
         for prop in list(PROPERTY_ORDER) + sorted(p for p in by_prop if p not in PROPERTY_ORDER):
+            if prop == "integrity":  # after robustness and Figure 4, before integrity
+                lines += _actors(actor_items)
             group = by_prop.get(prop)
             if not group:
                 continue
@@ -356,6 +408,8 @@ def render_markdown(cert: Mapping[str, Any], *, plots: Mapping[Any, str] | None 
                 lines += _fingerprint_unicity(group)
             elif prop == "fingerprint_robustness":
                 lines += _fingerprint_robustness(group)
+            elif prop == "integrity":
+                lines += _integrity(group)
             else:
                 lines += _generic(prop, group)
     return "\n".join(lines).rstrip() + "\n"

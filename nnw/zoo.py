@@ -185,6 +185,10 @@ class Zoo:
         return record["performance"]
 
     # -- modified models -----------------------------------------------------------------
+    def _modified_spec(self, task: Task, identity: Mapping[str, Any], modification, seed: int) -> dict[str, Any]:
+        return {"kind": "modified", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity),
+                "numerics": self.numerics, "modification": modification.name, "seed": seed}
+
     def modified(self, task_name: str, model: torch.nn.Module, modification, *, seed: int, identity: Mapping[str, Any],
                  method: TraceabilityMethod | None = None, key: Key | None = None) -> torch.nn.Module:
         """``modification`` applied to ``model``; training-based results are cached under ``identity``
@@ -192,12 +196,13 @@ class Zoo:
         from nnw.modifications import ModificationContext
 
         task = self.task(task_name)
+        if getattr(modification, "family", None) == "overwriting":  # keeps every stage and its key
+            return self.overwritten(task_name, model, modification, seed=seed, identity=identity,
+                                    method=method, key=key)[-1][0]
         ctx = ModificationContext(task=task, train=train, device=self.device, method=method, key=key)
         if not getattr(modification, "needs_training", False):
             return modification.apply(model, seed=seed, context=ctx).eval()
-        spec = {"kind": "modified", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity),
-                "numerics": self.numerics,
-                "modification": modification.name, "seed": seed}
+        spec = self._modified_spec(task, identity, modification, seed)
 
         def build():
             self.progress(f"applying {modification.name} to {identity.get('name', task_name)}")
@@ -206,3 +211,37 @@ class Zoo:
 
         state, _ = self.cache.get_or_build(spec, build)
         return self._load_model(task, state)
+
+    def overwritten(self, task_name: str, model: torch.nn.Module, modification, *, seed: int,
+                    identity: Mapping[str, Any], method: TraceabilityMethod | None,
+                    key: Key | None) -> list[tuple[torch.nn.Module, Key]]:
+        """Watermark Overwriting stage by stage (§7.2.6): ``[(model after i further marks, Key of the
+        i-th further mark)]`` for i = 1..k. Stage i is cached as ``overwriting(k=i)`` of ``model``
+        (with its Key), so shorter overwritings of the same model reuse the stages of a longer one."""
+        from nnw.modifications import ModificationContext, make_modification
+
+        task = self.task(task_name)
+        k, epochs = int(modification.params["k"]), int(modification.params["E"])
+        specs = [{**self._modified_spec(task, identity, make_modification("overwriting", k=i, E=epochs), seed),
+                  "kind": "overwritten"} for i in range(1, k + 1)]
+
+        def entry(stage: torch.nn.Module, k_i: Key):
+            kstate, kmeta = key_to_entry(k_i)
+            return {**_prefixed(stage.state_dict(), "model."), **kstate}, {"key": kmeta}
+
+        def build():  # runs under the last stage's lock; publishes every stage on the way
+            self.progress(f"applying {modification.name} to {identity.get('name', task_name)} (mark by mark)")
+            ctx = ModificationContext(task=task, train=train, device=self.device, method=method, key=key)
+            work = self._load_model(task, model.state_dict())
+            last = None
+            for spec, (stage, k_i) in zip(specs, modification.marks(work, seed=seed, context=ctx)):
+                last = entry(stage, k_i)
+                if spec is not specs[-1]:
+                    self.cache.get_or_build(spec, lambda: last)
+            return last
+
+        got = [self.cache.get(s) for s in specs]
+        if any(g is None for g in got):
+            self.cache.get_or_build(specs[-1], build)
+            got = [self.cache.get(s) for s in specs]
+        return [(self._load_model(task, _split(st, "model.")), key_from_entry(st, rec["key"])) for st, rec in got]

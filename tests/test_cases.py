@@ -164,7 +164,10 @@ def test_tbw_tags(profile, cases):
     for prop in PROPERTIES:
         tbw = [c for c in cases[prop] if c.method == "TBW"]
         assert all(kinds[c.task] == "classification" for c in tbw), prop
-    assert not [c for p in FINGERPRINT_PROPERTIES for c in cases[p] if c.method == "TBW"]
+    assert not [c for p in FINGERPRINT_PROPERTIES[:2] for c in cases[p] if c.method == "TBW"]
+    # integrity (§3) of the marked models, through the trigger-set logits: unmodified + each family's weakest value
+    assert "TBW-ResNet8-integrity-unmodified" in _ids(cases, "integrity", "TBW")
+    assert "TBW-VGG16-integrity-quantization-B16" in _ids(cases, "integrity", "TBW")
     assert not [c for c in cases["overwriting"] if c.method == "TBW"]  # not multi_mark
     assert {c.task for c in cases["imperceptibility"] if c.method == "TBW"} == {"ResNet8", "VGG16"}
 
@@ -182,7 +185,10 @@ def test_nct_tags(cases):
 
 
 def test_rtw_tags(cases):
-    assert not [c for p in FINGERPRINT_PROPERTIES for c in cases[p] if c.method == "RTW"]
+    assert not [c for p in FINGERPRINT_PROPERTIES[:2] for c in cases[p] if c.method == "RTW"]
+    assert {c.task for c in cases["integrity"] if c.method == "RTW"} == {"ResNet8", "VGG16"}
+    rob_groups = {c.group for c in cases["robustness"] if c.method == "RTW"}
+    assert {c.group for c in cases["integrity"] if c.method == "RTW"} <= rob_groups  # same marked models
     assert not [c for c in cases["overwriting"] if c.method == "RTW"]
     assert [c for c in cases["robustness"] if c.method == "RTW" and c.modification.startswith("overwriting")]
     # RTW applies to every task: imperceptibility on the other tasks too, robustness on classification
@@ -257,6 +263,8 @@ def test_fingerprint_cases_share_one_group_per_model(cases):
     groups = defaultdict(set)
     for prop in FINGERPRINT_PROPERTIES:
         for c in cases[prop]:
+            if not get_method(c.method).tags.fingerprints:
+                continue  # watermarks verify the integrity of their marked models (robustness groups)
             groups[(c.method, c.task)].add(c.group)
     assert groups and all(len(g) == 1 for g in groups.values())
 

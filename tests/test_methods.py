@@ -529,3 +529,67 @@ def test_registry_errors(name: str, message: str) -> None:
     with pytest.raises(registry.MethodLoadError, match=message):
         registry.get_method(name)
     assert issubclass(registry.UnknownMethodError, registry.MethodLoadError)
+
+
+# --------------------------------------------------------------------------- Traceability Data (§3)
+def test_traceability_data_of_each_method() -> None:
+    """RTW: the projections W_l X (their signs are the decoded bits); TBW: the trigger-set logits (their
+    argmax is what Detection counts); NCT: the fingerprint θ_I. Equal on an identical copy, changed by
+    the smallest noise."""
+    model = resnet8(5)
+    rtw, tbw, nct = RTW(), TBW(), NCT()
+    assert rtw.tags.integrity and tbw.tags.integrity and nct.tags.integrity
+    rkey = rtw.keygen(model, seed=3)
+    proj = rtw.traceability_data(model, rkey)
+    w = weight_layers(model)[rkey.config["layer"]].detach()
+    assert proj.shape == (64,)
+    torch.testing.assert_close(proj, w.flatten(1).mean(0) @ rkey.tensors["X"])  # eq. (5)'s W_l X by hand
+    assert torch.equal((proj > 0).float(), rtw.decode(model, rkey).payload)
+    tkey = tbw.keygen(model, seed=3)
+    logits = tbw.traceability_data(model, tkey)
+    assert logits.shape == (100, 10)
+    share = int((logits.argmax(1) == tkey.tensors["labels"]).sum()) / 100
+    assert share == tbw.detect(model, tkey).score
+    nkey = nct.keygen(model, seed=3, config={"N": 64, "mode": "fingerprint"})
+    assert torch.equal(nct.traceability_data(model, nkey), nct.extract(model, nkey))
+    twin, noisy = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+    for method, key in ((rtw, rkey), (tbw, tkey), (nct, nkey)):
+        ref = method.traceability_data(model, key)
+        assert torch.equal(method.traceability_data(twin, key), ref), method.name
+        assert not torch.equal(method.traceability_data(noisy, key), ref), method.name
+
+
+def test_traceability_data_default_and_the_integrity_tag() -> None:
+    class Plain(TraceabilityMethod):
+        name, version = "Plain", "0"
+        tags = Tags("active", "post-training", True, False, False, False, frozenset({"classification"}))
+
+        def keygen(self, model, *, seed, config=None):
+            return Key("Plain", {}, {}, {})
+
+        def check_key(self, model, key):
+            pass
+
+        def detect(self, model, key, *, prepare=None):
+            return Detection(False, 0.0, 1.0)
+
+    assert Plain.tags.integrity is False  # optional tag: Tags written before it keep working
+    with pytest.raises(NotImplementedError, match="no Traceability Data"):
+        Plain().traceability_data(resnet8(), Key("Plain", {}, {}, {}))
+    with pytest.raises(TypeError, match="integrity"):
+        Tags("active", "post-training", True, False, False, False, frozenset({"classification"}), integrity="yes")
+
+
+def test_rtw_key_config_can_be_given_back_to_keygen() -> None:
+    """A Key records derived entries (M, payload); giving its config back to keygen (as Watermark
+    Overwriting does for each further Actor) recomputes them instead of rejecting them."""
+    rtw, model = RTW(), resnet8()
+    key = rtw.keygen(model, seed=1, config={"actor": 7})
+    assert {"M", "payload"} <= set(key.config)
+    again = rtw.keygen(model, seed=1, config=key.config)
+    assert again.config == key.config and again.tensors["X"].shape == key.tensors["X"].shape
+    with pytest.raises(ValueError, match="unknown RTW config"):
+        rtw.keygen(model, seed=1, config={**key.config, "lamda": 1})

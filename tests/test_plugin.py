@@ -293,3 +293,23 @@ def test_failing_clause_without_xfails_file_fails_the_run(pytester, plugin_dir):
     validate(cert)
     assert [(c["nodeid"], c["verdict"]) for c in cert["clauses"]] == [(FA_UNMODIFIED, "fail")]
     assert cert["summary"] == {"verdict": "fail", "counts": {"fail": 1}}
+
+
+def test_a_declared_known_failure_that_crashes_is_still_an_error(pytester):
+    """The xfails file declares *failed clauses* (pytest.fail from record_clause); a crash in the same
+    test (a bug, a bad key, a missing file) must not hide behind the declaration."""
+    pytester.makepyfile(test_declared="""
+        import pytest
+
+        def test_clause_fails():
+            pytest.fail("NNW-TEC clause failed", pytrace=False)
+
+        def test_crashes():
+            raise ValueError("unknown config key")
+    """)
+    xfails = pytester.path / "xfails.txt"
+    xfails.write_text("# both declared\ntest_declared.py::test_clause_fails\ntest_declared.py::test_crashes\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--nnw-xfails-file", str(xfails))
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("xfailed") == 1 and outcomes.get("failed") == 1, _output(result)
+    result.stdout.fnmatch_lines(["*ValueError: unknown config key*"])

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from PIL import Image
 
 from nnw import plots
@@ -160,10 +161,10 @@ def test_render_hand_built_certificate(hand_cert):
     # robustness: one table per Modification family, rows ordered by the parameter, published row beside
     assert "### Robustness against magnitude pruning (NNW-TEC §7.2.6; NNW-TEC Table 11)" in md
     assert "### Robustness against Gaussian noise addition (NNW-TEC §7.2.6; NNW-TEC Table 5)" in md
-    p10 = "| ResNet8 | NCT | alpha=0, N=64 | 10 | 0.99 / 0.98 | 0.207 | 0.5 / 0.7 (0.6) | 2/2 | Table 11: 0.748, 0 | pass |"
-    p50 = "| ResNet8 | NCT | alpha=0, N=64 | 50 | 0.6 / 0.1✗ | 0.207 | 3 / 4 (3.5) | 2/2 | Table 11: 0.75, 47 | **FAIL** |"
+    p10 = "| ResNet8 | NCT | alpha=0, N=64 | 10 | 0.99 / 0.98 | 0.01 | 0.207 | 0.5 / 0.7 (0.6) | 2/2 | Table 11: 0.748, 0 | pass |"
+    p50 = "| ResNet8 | NCT | alpha=0, N=64 | 50 | 0.6 / 0.1✗ | 0.5 | 0.207 | 3 / 4 (3.5) | 2/2 | Table 11: 0.75, 47 | **FAIL** |"
     assert p10 in md and p50 in md and md.index(p10) < md.index(p50)
-    assert "| P | Spearman rho per key | threshold | error % per key (mean) |" in md
+    assert "| P | Spearman rho per key | spread over keys | threshold | error % per key (mean) |" in md
     # false alarms with rate and confidence interval
     assert "| ResNet8 | alpha=0, N=64 | unmodified | 0/6 | 0 | [0.000, 0.459] (95%) | 0.05 | 0.08 | pass |" in md
     # overwriting (Figure 4), fingerprinting, and a property the report has no layout for
@@ -227,6 +228,9 @@ class FakeMethod:
         marks[key.id] = 1.0
         return {**model, "marks": marks}
 
+    def traceability_data(self, model, key, *, prepare=None):
+        return torch.tensor([model["marks"].get(key.id, 0.0)])
+
     def detect(self, model, key, *, prepare=None):
         from nnw.methods.base import Detection
 
@@ -260,6 +264,7 @@ class FakeZoo:
 @pytest.fixture(scope="module")
 def checks_cert() -> dict:
     from nnw.checks.imperceptibility import check_imperceptibility
+    from nnw.checks.integrity import check_integrity
     from nnw.checks.negative import check_false_alarms
     from nnw.checks.overwriting import check_overwriting
     from nnw.checks.robustness import check_robustness
@@ -286,6 +291,10 @@ def checks_cert() -> dict:
         "false_alarms", "NCT-ResNet8-alpha0-unmodified", "false_alarms")
     add(check_overwriting(zoo, method, "ResNet8", cfg, overlaps=[0.0, 0.5], marks=5, max_overlap=0.5),
         "overwriting", "NCT-ResNet8-overwriting", "overwriting")
+    for mod in (None, parse_modification("pruning(P=10)")):
+        add(check_integrity(zoo, method, "ResNet8", cfg, mod, model_seeds=[0, 1], key_seeds=[0, 1]), "integrity",
+            f"NCT-ResNet8-integrity-{'unmodified' if mod is None else mod.id}", "integrity",
+            None if mod is None else mod.name)
     cert = build_certificate(load_profile(str(TINY)), [method], "cpu", clauses)
     validate(cert)
     return cert
@@ -296,13 +305,15 @@ def test_checks_certificate_is_what_the_checks_produce(checks_cert):
     assert by_case["NCT-ResNet8-alpha0-pruning-P90"]["verdict"] == "fail"  # useful (error 9%) but mark lost
     assert by_case["NCT-ResNet8-alpha0-pruning-P50"]["verdict"] == "pass"
     assert by_case["NCT-ResNet8-overwriting"]["verdict"] == "fail"  # 1st mark at 0.5**4 after four overlaps
-    assert checks_cert["summary"] == {"verdict": "fail", "counts": {"fail": 2, "pass": 4}}
+    assert by_case["NCT-ResNet8-integrity-unmodified"]["verdict"] == "pass"
+    assert by_case["NCT-ResNet8-integrity-pruning-P10"]["verdict"] == "pass"  # every pruned model judged modified
+    assert checks_cert["summary"] == {"verdict": "fail", "counts": {"fail": 2, "pass": 6}}
 
 
 def test_render_checks_certificate(checks_cert):
     md = render_markdown(checks_cert)
     assert md.startswith("# nnw conformance report — FAIL")
-    assert "**FAIL** — 2 fail, 4 pass (6 clauses)" in md
+    assert "**FAIL** — 2 fail, 6 pass (8 clauses)" in md
     failing = md[md.index("## Failing clauses"):md.index("## NCT")]
     assert "test_overwriting[NCT-ResNet8-overwriting]" in failing
     assert "test_robustness[NCT-ResNet8-alpha0-pruning-P90]" in failing
@@ -311,10 +322,22 @@ def test_render_checks_certificate(checks_cert):
     rob = md[md.index("### Robustness against magnitude pruning"):]
     rows = [r for r in rob.split("\n\n")[1].splitlines()[2:]]
     assert [r.split(" | ")[3] for r in rows] == ["10", "50", "90"]  # ordered by the parameter
-    assert rows[0].endswith("| 0.9 / 0.9 | 0.2 | 1 / 1 (1) | 2/2 | Table 11: 0.748, 0 | pass |")
-    assert rows[2].endswith("| 0.1✗ / 0.1✗ | 0.2 | 9 / 9 (9) | 2/2 | Table 11: 0.732, 327 | **FAIL** |")
+    assert rows[0].endswith("| 0.9 / 0.9 | 0 | 0.2 | 1 / 1 (1) | 2/2 | Table 11: 0.748, 0 | pass |")
+    assert rows[2].endswith("| 0.1✗ / 0.1✗ | 0 | 0.2 | 9 / 9 (9) | 2/2 | Table 11: 0.732, 327 | **FAIL** |")
     assert "| ResNet8 | alpha=0, N=64 | unmodified | 0/6 | 0 | [0.000, 0.459] (95%) | 0.05 | 0 | pass |" in md
     assert "| ResNet8 | NCT | 50% | 0.0625 | 0.2 | no | 4/5 | **FAIL** |" in md
+    # §7.2.6 stage by stage: after each later mark, which Actors are recovered (1st lost at 0.5**3 < 0.2)
+    actors = md[md.index("### Actors recovered after each later mark"):]
+    assert "| ResNet8 | Figure 4 | alpha=0, N=64 | 0% shared | Generic user | 5/5 | Architect, Trainer, Tracker, " \
+           "Distributor, Generic user | – |" in actors
+    assert "| ResNet8 | Figure 4 | alpha=0, N=64 | 50% shared | Tracker | 3/3 | Architect, Trainer, Tracker | – |" in actors
+    assert "| 50% shared | Distributor | 3/4 | Trainer, Tracker, Distributor | Architect |" in actors
+    # integrity: judged per model, rates with their confidence interval
+    integ = md[md.index("### Integrity verification"):]
+    assert "| ResNet8 | alpha=0, N=64 | unmodified | intact | intact / intact | false alarm 0 [0.000, 0.842] | pass |" \
+        in integ
+    assert "| ResNet8 | alpha=0, N=64 | pruning(P=10) | modified | modified (1 of 1 changed) / modified (1 of 1 changed) " \
+           "| missed detection 0 [0.000, 0.842] | pass |" in integ
 
 
 # ---------------------------------------------------------------------------------------------

@@ -205,3 +205,75 @@ def test_marked_models_with_other_key_seeds_differ(zoo, nct, nct_config, marked_
     assert m1.record["detection"]["present"] is True
     task = zoo.task(TASK)
     assert nct.detect(m1.model, m1.key, prepare=task.prepare).present
+
+
+# -- Watermark Overwriting stage by stage (§7.2.6) and integrity of marked models (§3) ----------------
+@pytest.fixture(scope="module")
+def rtw_marked(zoo):
+    return zoo.marked(TASK, get_method("RTW"), {"lam": 1.0}, 0, 0)
+
+
+def _identity(method, cfg, d):
+    return {"task": TASK, "method": method.name, "method_version": method.version, "config": cfg, "model_seed": 0,
+            "key_seed": d, "name": f"{TASK} {method.name} key {d}"}
+
+
+def test_overwriting_stages_are_cached_as_the_shorter_overwritings(profile, cache_dir, zoo, rtw_marked, spy):
+    from nnw.modifications import parse_modification
+
+    rtw, m = get_method("RTW"), rtw_marked
+    ident = _identity(rtw, {"lam": 1.0}, 0)
+    stages = zoo.overwritten(TASK, m.model, parse_modification("overwriting(k=2)"), seed=0, identity=ident,
+                             method=rtw, key=m.key)
+    assert len(stages) == 2 and len(spy.calls) == 2  # one fine-tuning epoch per further mark
+    assert [k.config["actor"] for _, k in stages] == [m.key.config["actor"] + 1, m.key.config["actor"] + 2]
+    assert stages[0][1] != stages[1][1] != m.key
+    spy.allow = False  # everything below comes from the cache
+    cold = Zoo(profile, ModelCache(cache_dir), torch.device("cpu"))
+    for k, (stage, key) in enumerate(stages, start=1):
+        again = cold.modified(TASK, m.model, parse_modification(f"overwriting(k={k})"), seed=0, identity=ident,
+                              method=rtw, key=m.key)
+        assert _same(again.state_dict(), stage.state_dict())
+    reloaded = cold.overwritten(TASK, m.model, parse_modification("overwriting(k=2)"), seed=0, identity=ident,
+                                method=rtw, key=m.key)
+    assert [k for _, k in reloaded] == [k for _, k in stages]
+    # each further mark was trained into the model: the keyed layer moved at every stage
+    layer = m.key.config["layer"]
+    assert stages[0][1].config["layer"] == layer  # same layer: the harshest overwriting
+    w = [m.model.state_dict()[layer]] + [st.state_dict()[layer] for st, _ in stages]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+
+
+def test_robustness_to_overwriting_reports_the_actors_after_each_mark(zoo, rtw_marked):
+    from nnw.checks.robustness import check_robustness
+    from nnw.modifications import parse_modification
+
+    rtw = get_method("RTW")
+    res = check_robustness(zoo, rtw, TASK, {"lam": 1.0}, parse_modification("overwriting(k=2)"), key_seeds=[0],
+                           tolerance=1.0)
+    actors = res.rows[0]["actors"]
+    assert [a["after"] for a in actors] == ["Architect", "Trainer", "Tracker"]
+    assert [a["marks"] for a in actors] == [1, 2, 3]
+    assert actors[0]["recovered"] == ["Architect"]  # the mark right after insertion
+    last = actors[-1]
+    # (the tiny profile's 4-step fine-tuning is too short to insert the later RTW marks: they are "lost")
+    assert sorted(last["recovered"] + last["lost"]) == sorted(["Architect", "Trainer", "Tracker"])
+    for cell in last["cells"]:  # decoding identifies the Actor, or flags the payload invalid
+        assert cell["recovered"] == (cell["valid"] is True and cell["ber"] == 0.0)
+    assert res.measured["actors_recovered_at_end"] == [len(last["recovered"])]
+    assert res.rows[0]["ser"] is not None
+
+
+@pytest.mark.parametrize("modification, intact", [(None, True), ("noise(S=0.001)", False),
+                                                  ("quantization(B=16)", False), ("pruning(P=1)", False)])
+def test_integrity_of_marked_models(zoo, rtw_marked, modification, intact):
+    from nnw.checks.integrity import check_integrity
+    from nnw.modifications import parse_modification
+
+    mod = None if modification is None else parse_modification(modification)
+    res = check_integrity(zoo, get_method("RTW"), TASK, {"lam": 1.0}, mod, model_seeds=[0], key_seeds=[0])
+    assert res.verdict == "pass", res.message
+    assert [r["intact"] for r in res.rows] == [intact]
+    assert "marked" in res.title and res.rows[0]["values"] == rtw_marked.key.tensors["b"].numel()
+    if not intact:
+        assert res.rows[0]["changed_values"] > 0 and res.measured["missed_detection_rate"] == 0

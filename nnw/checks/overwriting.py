@@ -19,6 +19,40 @@ from nnw.checks.result import FAIL, PASS, ClauseResult
 ACTORS = ("Architect", "Trainer", "Tracker", "Distributor", "Generic user")
 
 
+def actor_name(i: int) -> str:
+    """The Actor of the ``i``-th mark (0-based) in §7.2.6's order; later marks are numbered."""
+    return ACTORS[i] if i < len(ACTORS) else f"Actor {i + 1}"
+
+
+def recovered(method, model, key, task) -> dict[str, Any]:
+    """Is the mark of ``key`` still recovered in ``model``? Decoding methods whose payload names an
+    Actor must decode that Actor from a valid payload (CRC) — "whose mark is this"; the others
+    must detect the mark."""
+    det = method.detect(model, key, prepare=task.prepare)
+    cell = {"detected": bool(det.present), "recovered": bool(det.present)}
+    if method.tags.decodes:
+        dec = method.decode(model, key)
+        cell.update(ber=None if dec.ber is None else float(dec.ber), actor_id=dec.actor_id, valid=dec.valid)
+        if "ser" in dec.details:
+            cell["ser"] = float(dec.details["ser"])
+        if dec.actor_id is not None or dec.valid is not None:
+            cell["recovered"] = bool(dec.valid) and dec.actor_id == key.config.get("actor")
+    return cell
+
+
+def actor_recovery(method, task, marks: Sequence[tuple[Any, Any]]) -> list[dict[str, Any]]:
+    """§7.2.6 stage by stage: ``marks`` is ``[(model after mark i, key of mark i)]`` in insertion
+    order; for each stage, which of the marks inserted so far are still recovered."""
+    out = []
+    for j, (model, _) in enumerate(marks):
+        cells = [recovered(method, model, key, task) for _, key in marks[: j + 1]]
+        out.append({"after": actor_name(j), "marks": j + 1,
+                    "recovered": [actor_name(i) for i, c in enumerate(cells) if c["recovered"]],
+                    "lost": [actor_name(i) for i, c in enumerate(cells) if not c["recovered"]],
+                    "cells": cells})
+    return out
+
+
 def check_overwriting(zoo, method, task_name: str, config: Mapping[str, Any], *, overlaps: Sequence[float],
                       marks: int = 5, max_overlap: float = 0.5, model_seed: int = 0, key_seed: int = 0) -> ClauseResult:
     task = zoo.task(task_name)
@@ -26,7 +60,7 @@ def check_overwriting(zoo, method, task_name: str, config: Mapping[str, Any], *,
     rows, failures = [], []
     for q in overlaps:
         model = base
-        keys = []
+        keys, stages = [], []
         for i in range(marks):
             cfg = {**config, "actor": i}
             if keys and q > 0:  # every later mark overwrites the same share q of the 1st mark's positions
@@ -35,13 +69,15 @@ def check_overwriting(zoo, method, task_name: str, config: Mapping[str, Any], *,
             key = method.keygen(model, seed=10 * key_seed + i + 1, config=cfg)
             model = method.embed(model, key)
             keys.append(key)
+            stages.append((model, key))
         dets = [method.detect(model, k, prepare=task.prepare) for k in keys]
         row = {"overlap": q, "first_mark_score": float(dets[0].score), "first_mark_detected": bool(dets[0].present),
                "threshold": float(dets[0].threshold),
-               **{f"{ACTORS[i] if i < len(ACTORS) else i}_detected": bool(d.present) for i, d in enumerate(dets)}}
+               **{f"{actor_name(i)}_detected": bool(d.present) for i, d in enumerate(dets)},
+               "actors": actor_recovery(method, task, stages)}
         rows.append(row)
         if q == 0 and not all(d.present for d in dets):
-            lost = [ACTORS[i] for i, d in enumerate(dets) if not d.present]
+            lost = [actor_name(i) for i, d in enumerate(dets) if not d.present]
             failures.append(f"with disjoint positions the marks of {lost} are lost after {marks} insertions")
         if q <= max_overlap and not dets[0].present:
             failures.append(f"1st mark lost when {q:.0%} of its weights are shared with later marks "

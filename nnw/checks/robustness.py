@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from nnw.checks.common import detection_row, fmt, worst_relative_error
+from nnw.checks.overwriting import actor_recovery
 from nnw.checks.result import FAIL, PASS, ClauseResult
 from nnw.metrics import missed_detection_rate
 
@@ -27,11 +28,20 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         identity = {"task": task_name, "method": method.name, "method_version": str(getattr(method, "version", "0")),
                     "config": dict(config), "model_seed": marked_seed,
                     "key_seed": d, "name": f"{task_name} {method.name} key {d}"}
-        modified = zoo.modified(task_name, m.model, modification, seed=d, identity=identity, method=method, key=m.key)
+        stages = None
+        if modification.family == "overwriting":  # §7.2.6: which Actors are recovered after each later mark
+            stages = zoo.overwritten(task_name, m.model, modification, seed=d, identity=identity, method=method,
+                                     key=m.key)
+            modified = stages[-1][0]
+        else:
+            modified = zoo.modified(task_name, m.model, modification, seed=d, identity=identity, method=method,
+                                    key=m.key)
         perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.name, "seed": d})
         err = worst_relative_error(perf, m.record["performance"], task.performance_keys)
         row = {"key_seed": d, "error_percent": 100 * err, "useful": err <= tolerance, **perf,
                **detection_row(method, modified, m.key, task)}
+        if stages is not None:
+            row["actors"] = actor_recovery(method, task, [(m.model, m.key)] + stages)
         rows.append(row)
         if row["useful"] and not row["detected"]:
             failures.append(f"key {d}: mark not detected after {modification.name} while the model is still useful "
@@ -42,6 +52,10 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
     measured = {"error_percent": [r["error_percent"] for r in rows], "detected": [r["detected"] for r in rows],
                 "score": [r["score"] for r in rows], "useful_rows": len(useful),
                 "missed_detection_rate": missed.value, "missed_detection_ci": [missed.low, missed.high]}
+    if any("actors" in r for r in rows):
+        measured["actors_recovered_at_end"] = [len(r["actors"][-1]["recovered"]) for r in rows]
+    if len(rows) > 1:
+        measured["score_spread_over_keys"] = max(measured["score"]) - min(measured["score"])
     if method.tags.decodes:
         measured["ber"] = [r.get("ber") for r in rows]
         measured["ser"] = [r.get("ser") for r in rows]

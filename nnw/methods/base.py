@@ -58,6 +58,10 @@ class Tags:
     fingerprints: ``extract``/``match`` are implemented.
     multi_mark:   several marks by several Actors coexist in one model (Watermark Overwriting, §7.2.6).
     tasks:        subset of :data:`TASKS` the method applies to.
+    integrity:    ``traceability_data`` is implemented, so the method can tell whether a model was
+                  modified since it was marked or fingerprinted (§3 Algorithmic Integrity). Optional
+                  (default False); a fingerprinting method verifies integrity through its fingerprint
+                  (``extract``) without setting it.
     """
 
     kind: Literal["active", "passive"]
@@ -67,6 +71,7 @@ class Tags:
     fingerprints: bool
     multi_mark: bool
     tasks: frozenset[str]
+    integrity: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("active", "passive"):
@@ -77,7 +82,7 @@ class Tags:
             )
         if self.kind == "active" and self.insertion == "none":
             raise ValueError("an active (watermarking) method needs an insertion: 'post-training' or 'in-training'")
-        for flag in ("detects", "decodes", "fingerprints", "multi_mark"):
+        for flag in ("detects", "decodes", "fingerprints", "multi_mark", "integrity"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"Tags.{flag} must be a bool, got {getattr(self, flag)!r}")
         tasks = frozenset(self.tasks)
@@ -221,6 +226,16 @@ class TraceabilityMethod(abc.ABC):
     def extract(self, model: nn.Module, key: Key) -> torch.Tensor:
         """Fingerprint extraction (fingerprinting methods only)."""
         raise NotImplementedError(f"{self.name} does not extract fingerprints")
+
+    def traceability_data(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> torch.Tensor:
+        """The Traceability Data read from ``model`` with ``key`` (NNW-TEC §3 "Algorithmic Integrity":
+        a model is intact iff these equal, bit for bit, those read when it was marked or fingerprinted).
+
+        They must change under any change of the weights the mark lives in — the raw quantities the
+        Detection/Decoding thresholds, not the thresholded verdict. Default: the fingerprint."""
+        if self.tags.fingerprints:
+            return self.extract(model, key)
+        raise NotImplementedError(f"{self.name} reads no Traceability Data for integrity verification")
 
     def match(self, fingerprint: torch.Tensor, database: Mapping[str, torch.Tensor]) -> tuple[str | None, float]:
         """Best match of ``fingerprint`` in ``database``: (name or None if no match, score)."""

@@ -304,6 +304,7 @@ class NCT(TraceabilityMethod):
         fingerprints=True,
         multi_mark=True,
         tasks=TASKS,
+        integrity=True,
     )
 
     # -- keys -----------------------------------------------------------------------------

@@ -85,6 +85,7 @@ class RTW(TraceabilityMethod):
         detects=True,
         decodes=True,
         fingerprints=False,
+        integrity=True,
         multi_mark=False,
         tasks=TASKS,
     )
@@ -165,12 +166,22 @@ class RTW(TraceabilityMethod):
         return RTWHook(self, key)
 
     # -- verification ---------------------------------------------------------------------
-    def decode(self, model: nn.Module, key: Key) -> Decoding:
-        """bits = 1[W_l X > 0]; BER against b; Actor from the payload's CRC-checked identifier."""
+    def _logits(self, model: nn.Module, key: Key) -> torch.Tensor:
+        """The projections W_l X (before the sign) of the keyed layer."""
         weight = self._weight(model, key)
         with torch.no_grad():
             w = flattened_mean(weight.detach().float())
-            logits = w @ key.tensors["X"].to(device=w.device, dtype=torch.float32)
+            return w @ key.tensors["X"].to(device=w.device, dtype=torch.float32)
+
+    def traceability_data(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> torch.Tensor:
+        """§3 Algorithmic Integrity: the T projections W_l X, whose signs are the payload; any change of
+        the keyed layer's weights moves them."""
+        return self._logits(model, key).cpu()
+
+    def decode(self, model: nn.Module, key: Key) -> Decoding:
+        """bits = 1[W_l X > 0]; BER against b; Actor from the payload's CRC-checked identifier."""
+        logits = self._logits(model, key)
+        with torch.no_grad():
             bits = (logits > 0).to(torch.float32).cpu()
             margin = float(logits.abs().min())
         b = key.tensors["b"]
@@ -201,9 +212,15 @@ class RTW(TraceabilityMethod):
         )
 
 
+#: Entries a Key's config records but keygen derives (M from the layer, payload from T): a Key's
+#: config can be given back to keygen (e.g. by Watermark Overwriting); these are recomputed.
+DERIVED = ("M", "payload")
+
+
 def _config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg = dict(DEFAULTS)
     if config:
+        config = {k: v for k, v in config.items() if k not in DERIVED}
         unknown = sorted(set(config) - set(DEFAULTS))
         if unknown:
             raise ValueError(f"unknown RTW config key(s) {unknown}; expected {sorted(DEFAULTS)}")

@@ -73,6 +73,7 @@ class TBW(TraceabilityMethod):
         decodes=False,
         fingerprints=False,
         multi_mark=False,
+        integrity=True,
         tasks=frozenset({"classification"}),
     )
 
@@ -118,18 +119,17 @@ class TBW(TraceabilityMethod):
         return TBWHook(key, prepare or default_prepare)
 
     # -- verification ---------------------------------------------------------------------
-    def detect(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> Detection:
-        """Share of triggers labelled as keyed; present iff share > threshold (§7.4.4)."""
+    def _trigger_logits(self, model: nn.Module, key: Key, prepare: Prepare | None) -> torch.Tensor:
+        """The model's outputs on the trigger set (eval mode; the model's modes are restored)."""
         self.check_key(model, key)
         prepare = prepare or default_prepare
-        x, y = key.tensors["triggers"], key.tensors["labels"]
+        x = key.tensors["triggers"]
         C = int(key.config["num_classes"])
-        threshold = float(key.config.get("threshold", DEFAULTS["threshold"]))
         device = _device(model)
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
-            preds = []
+            out = []
             with torch.no_grad():
                 for start in range(0, x.shape[0], DETECT_BATCH):
                     logits = model(prepare(x[start : start + DETECT_BATCH]).to(device))
@@ -137,10 +137,23 @@ class TBW(TraceabilityMethod):
                         raise KeyMismatchError(
                             f"TBW key is for a {C}-class classifier; the model outputs shape {tuple(logits.shape)}"
                         )
-                    preds.append(logits.argmax(dim=1))
+                    out.append(logits.float())
         finally:
             for m, training in modes:
                 m.training = training
+        return torch.cat(out).cpu()
+
+    def traceability_data(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> torch.Tensor:
+        """§3 Algorithmic Integrity: the logits on the trigger set (what Detection thresholds after argmax)."""
+        return self._trigger_logits(model, key, prepare)
+
+    def detect(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> Detection:
+        """Share of triggers labelled as keyed; present iff share > threshold (§7.4.4)."""
+        logits = self._trigger_logits(model, key, prepare)
+        y = key.tensors["labels"]
+        C = int(key.config["num_classes"])
+        threshold = float(key.config.get("threshold", DEFAULTS["threshold"]))
+        preds = [logits.argmax(dim=1)]
         pred = torch.cat(preds).cpu()
         n = int(y.numel())
         matches = int((pred == y).sum())

@@ -7,7 +7,8 @@ for ``E`` epochs per mark with the new mark's training hook active (the fine-tun
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -28,7 +29,11 @@ class Overwriting(Modification):
         super().__init__({"k": check_int("k", k, low=1, high=100, what="number of further marks"),
                           "E": check_int("E", E, low=1, high=100, what="epochs per mark (in-training methods)")})
 
-    def _modify(self, model: nn.Module, *, seed: int, context: ModificationContext | None) -> nn.Module | None:
+    def marks(self, model: nn.Module, *, seed: int, context: ModificationContext) -> Iterator[tuple[nn.Module, Any]]:
+        """Insert the ``k`` further marks one by one into ``model`` (altered in place or replaced),
+        yielding ``(model, key)`` after each: the model carrying the first ``i`` further marks and the
+        Key of the ``i``-th. Stage ``i`` equals ``overwriting(k=i, E=E)`` applied with the same seed,
+        which is how §7.2.6's "Actors recovered after each later mark" is read off one run."""
         method = context.method
         if method is None:
             raise ValueError(f"{self.name}: needs the method under test in the ModificationContext")
@@ -44,6 +49,12 @@ class Overwriting(Modification):
                 hook = method.training_hook(key, prepare=context.task.prepare)
                 context.train(model, context.task, epochs=self._params["E"], seed=30_000 + seed + i,
                               device=context.device, lr=context.task.recipe.finetune_lr, hooks=[hook])
+                key = getattr(hook, "key", key)
+            yield model, key
+
+    def _modify(self, model: nn.Module, *, seed: int, context: ModificationContext | None) -> nn.Module | None:
+        for model, _ in self.marks(model, seed=seed, context=context):
+            pass
         return model
 
 
