@@ -593,3 +593,19 @@ def test_rtw_key_config_can_be_given_back_to_keygen() -> None:
     assert again.config == key.config and again.tensors["X"].shape == key.tensors["X"].shape
     with pytest.raises(ValueError, match="unknown RTW config"):
         rtw.keygen(model, seed=1, config={**key.config, "lamda": 1})
+
+
+def test_nct_reads_and_writes_the_current_weights_after_their_storage_moves() -> None:
+    """CPU gather/scatter goes through numpy views of the weights; replacing a weight's storage
+    (``p.data = ...``, as ``module.to(dtype)`` does) must not leave NCT reading the old memory."""
+    nct, model = NCT(), resnet8(2)
+    key = nct.keygen(model, seed=5, config={"N": 200, "mode": "fingerprint"})
+    before = nct.extract(model, key)
+    for p in weight_layers(model).values():
+        p.data = p.data.clone() * 2.0
+    torch.testing.assert_close(nct.extract(model, key), 2.0 * before)
+    marked = nct.embed(model, key)
+    assert nct.detect(marked, key).present
+    half = copy.deepcopy(model).to(torch.bfloat16)  # other dtypes take the torch path
+    key2 = nct.keygen(half, seed=6, config={"N": 200})
+    assert nct.detect(nct.embed(half, key2), key2).present

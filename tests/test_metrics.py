@@ -111,6 +111,17 @@ def test_rankdata_matches_scipy_on_both_code_paths(sample: tuple[np.ndarray, np.
     np.testing.assert_array_equal(_rank_torch(torch.from_numpy(x)).numpy(), ref)
 
 
+@settings(deadline=None, max_examples=100)
+@given(hs.lists(hs.sampled_from([0.0, -0.0, 1.5, -1.5, 3.4e38, -3.4e38, 1e-45, -1e-45, 2.0, -7.25])
+                  | hs.floats(width=32, allow_nan=False, allow_infinity=False), min_size=1, max_size=60))
+def test_rankdata_of_float32_values_matches_scipy(values: list[float]) -> None:
+    """float32 data (weights) take the packed-sort path: ties, -0.0 == +0.0, extremes, subnormals."""
+    x32 = np.asarray(values, dtype=np.float32)
+    ref = st.rankdata(x32.astype(np.float64))
+    np.testing.assert_array_equal(rankdata(torch.from_numpy(x32)).numpy(), ref)
+    np.testing.assert_array_equal(rankdata(torch.from_numpy(x32.astype(np.float64))).numpy(), ref)
+
+
 def test_spearman_hand_example_with_ties() -> None:
     # x ranks: 1, 2.5, 2.5, 4 ; y ranks: 1, 2, 3, 4
     # centred: (-1.5, 0, 0, 1.5) and (-1.5, -.5, .5, 1.5): sxy = 4.5, sxx = 4.5, syy = 5

@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -248,16 +250,41 @@ def _flat_view(p: torch.Tensor) -> torch.Tensor | None:
 
 
 class _Bound:
-    """The selected weights of one model for one key: gather/scatter on flattened views."""
+    """The selected weights of one model for one key: gather/scatter on flattened views.
+
+    CPU weights are read and written through numpy views of the same memory (fancy indexing costs
+    a fraction of torch's per-call overhead, which dominates at ~15 layers); the views are rebuilt
+    whenever a weight's storage moved. Such writes bypass autograd's version counters, so insertion
+    must not happen while a graph holds the weights — NCT inserts between steps (§7.2.3)."""
 
     def __init__(self, params: list[torch.Tensor], plan: _Plan) -> None:
         self.params = [params[i] for i in plan.layer_ids]
         self.plan = plan
         self.device = self.params[0].device
         self.local, self.inv, self.w_perm = plan.device_tensors(self.device)
+        self._numpy = self.device.type == "cpu" and all(p.dtype in _NUMPY_DTYPES for p in self.params)
+        self._views: list | None = None
+        self._ptrs: list[int] = []
+        if self._numpy:
+            self._local_np = [t.numpy() for t in self.local]
+            ends = torch.cumsum(torch.tensor(plan.counts), 0).tolist()
+            self._spans = list(zip([0] + ends[:-1], ends))
+
+    def _flat_arrays(self) -> list | None:
+        """numpy 1-D views of the (contiguous) CPU weights, or None to take the torch path."""
+        ptrs = [p.data_ptr() for p in self.params]
+        if self._views is None or ptrs != self._ptrs:
+            if not all(p.is_contiguous() for p in self.params):
+                return None
+            self._views = [p.detach().numpy().reshape(-1) for p in self.params]
+            self._ptrs = ptrs
+        return self._views
 
     def gather_cat(self) -> torch.Tensor:
         """θ_I in cat order (detached)."""
+        views = self._flat_arrays() if self._numpy else None
+        if views is not None:
+            return torch.from_numpy(np.concatenate([v[loc] for v, loc in zip(views, self._local_np)]))
         with torch.no_grad():
             parts = []
             for p, loc in zip(self.params, self.local):
@@ -271,6 +298,12 @@ class _Bound:
 
     def scatter_cat(self, values: torch.Tensor) -> None:
         """Write ``values`` (cat order) at I."""
+        views = self._flat_arrays() if self._numpy else None
+        if views is not None:
+            src = values.detach().to("cpu").numpy()
+            for v, loc, (a, b) in zip(views, self._local_np, self._spans):
+                v[loc] = src[a:b]
+            return
         with torch.no_grad():
             for p, loc, chunk in zip(self.params, self.local, torch.split(values, self.plan.counts)):
                 flat = _flat_view(p)
@@ -280,6 +313,10 @@ class _Bound:
                     tmp = p.detach().contiguous().view(-1)
                     tmp.index_copy_(0, loc, chunk.to(p.dtype))
                     p.copy_(tmp.view(p.shape))
+
+
+#: Weight dtypes read and written through numpy on CPU (others, e.g. bfloat16, take the torch path).
+_NUMPY_DTYPES = frozenset({torch.float32, torch.float64, torch.float16})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,6 +372,9 @@ class NCT(TraceabilityMethod):
             model_signature=signature,
         )
         key.cache["indices"] = indices
+        # the gather/scatter plan is part of drawing the key (insertion and detection only apply it)
+        sizes = [math.prod(shape) for _, shape in signature["weight_layers"]]
+        key.cache["plan"] = _build_plan(indices, sizes, key_seed)
         return key
 
     def indices(self, key: Key) -> torch.Tensor:
@@ -437,10 +477,10 @@ class NCT(TraceabilityMethod):
         entry = bindings.get(model)
         if entry is not None:
             slots, bound = entry
-            if all((m := ref()) is not None and m._parameters.get(attr) is p for ref, attr, p in slots):
+            if _slots_valid(slots):
                 return bound
-        layers = weight_layers(model)
-        _check_layout(layers, key)
+        slots, layers, layout = _model_layers(model)
+        _check_layout(layers, key, layout)
         if "plan" not in key.cache:
             indices = self.indices(key)
             sizes = [p.numel() for p in layers.values()]
@@ -451,21 +491,41 @@ class NCT(TraceabilityMethod):
                     "(corrupt K or wrong key_seed)"
                 )
             key.cache["plan"] = _build_plan(indices, sizes, key.config["key_seed"])
-        slots = []
-        for qname, p in layers.items():
-            mod_name, _, attr = qname.rpartition(".")
-            slots.append((weakref.ref(model.get_submodule(mod_name)), attr, p))
         bound = _Bound(list(layers.values()), key.cache["plan"])
         bindings[model] = (slots, bound)
         return bound
 
 
-def _check_layout(layers: dict[str, nn.Parameter], key: Key) -> None:
+#: model -> (slots, weight layers, layout): the weight-layer walk of a model, shared by all keys;
+#: valid while every (module, attribute) still holds the same Parameter object.
+_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _slots_valid(slots) -> bool:
+    return all((m := ref()) is not None and m._parameters.get(attr) is p for ref, attr, p in slots)
+
+
+def _model_layers(model: nn.Module):
+    entry = _LAYERS.get(model)
+    if entry is not None and _slots_valid(entry[0]):
+        return entry
+    layers = weight_layers(model)
+    slots = []
+    for qname, p in layers.items():
+        mod_name, _, attr = qname.rpartition(".")
+        slots.append((weakref.ref(model.get_submodule(mod_name)), attr, p))
+    entry = (slots, layers, [(name, list(p.shape)) for name, p in layers.items()])
+    _LAYERS[model] = entry
+    return entry
+
+
+def _check_layout(layers: dict[str, nn.Parameter], key: Key, have: list | None = None) -> None:
     """KeyMismatchError naming the first difference between the model's weight layers and the key's."""
     expected = key.model_signature.get("weight_layers")
     if expected is None:
         raise KeyMismatchError("NCT key has no 'weight_layers' in its model_signature; it cannot be checked")
-    have = [(name, list(p.shape)) for name, p in layers.items()]
+    if have is None:
+        have = [(name, list(p.shape)) for name, p in layers.items()]
     want = [(name, list(shape)) for name, shape in expected]
     if have == want:
         return

@@ -18,6 +18,7 @@ distribution objects. Ranks use one sort (O(n log n), §7.2.7) on CPU or GPU.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -97,19 +98,53 @@ def _check_alternative(alternative: str) -> None:
         raise ValueError(f"alternative must be one of {_ALTERNATIVES}; received {alternative!r}")
 
 
+def _order_float32(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(argsort, sorted order-preserving integer keys) of float32 values via one int64 sort.
+
+    Each value's bits become an int32 that orders like the float (negative floats get their
+    magnitude bits flipped; -0.0 is folded onto +0.0 first), shifted into the high half of an int64
+    whose low half is the position; sorting those (numpy's SIMD sort) is ~2x faster than an
+    argsort. Ties keep position order (stable)."""
+    u = (f + np.float32(0.0)).view(np.int32)
+    packed = (u ^ ((u >> 31) & 0x7FFFFFFF)).astype(np.int64)
+    packed <<= 32
+    packed |= _positions(f.size)
+    packed.sort()
+    return packed & 0xFFFFFFFF, packed >> 32
+
+
+@functools.lru_cache(maxsize=8)
+def _positions(n: int) -> np.ndarray:
+    out = np.arange(n, dtype=np.int64)
+    out.flags.writeable = False
+    return out
+
+
 def _rank_numpy(a: np.ndarray) -> np.ndarray:
+    return _rank_numpy_tied(a)[0]
+
+
+def _rank_numpy_tied(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(average ranks, whether ``a`` holds no tie)."""
     n = a.size
-    order = np.argsort(a)  # introsort; ties need no stability since they share one rank
-    sorted_vals = a[order]
+    f = a.astype(np.float32) if a.dtype == np.float64 else a
+    if f.dtype == np.float32 and n < 2**32 and (f is a or np.array_equal(f, a)):
+        order, sorted_keys = _order_float32(f)  # float32 values (e.g. weights): exact, faster
+    else:
+        order = np.argsort(a)  # introsort; ties need no stability since they share one rank
+        sorted_keys = a[order]
     new_group = np.empty(n, dtype=bool)
     new_group[0] = True
-    np.not_equal(sorted_vals[1:], sorted_vals[:-1], out=new_group[1:])
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_group[1:])
+    ranks = np.empty(n, dtype=np.float64)
+    if new_group.all():  # no ties: the rank is the sorted position
+        ranks[order] = _positions(n) + 1.0
+        return ranks, True
     group = np.cumsum(new_group) - 1
     counts = np.bincount(group).astype(np.float64)
     starts = np.cumsum(counts) - counts  # 0-based position of each tie group's first element
-    ranks = np.empty(n, dtype=np.float64)
     ranks[order] = (starts + (counts + 1.0) / 2.0)[group]
-    return ranks
+    return ranks, False
 
 
 def _rank_torch(t: torch.Tensor) -> torch.Tensor:
@@ -185,6 +220,18 @@ def _correlation(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, alt
     return CorrelationResult(rho=r, p_value=_p_value(r, n, alternative), n=n)
 
 
+def _rank_correlation(rx, ry, alternative: str, tie_free: bool = False) -> CorrelationResult:
+    """Pearson's r of two rank vectors. Without ties (both are permutations of 1..n) it is the
+    closed form rho = 1 - 6 Σd² / (n(n² - 1)): the same number in one pass instead of three."""
+    if not tie_free:
+        return _correlation(rx, ry, alternative)
+    n = int(rx.shape[0])
+    d = rx - ry
+    d *= d  # (elementwise, not a BLAS dot: BLAS threading costs ms on a busy CPU)
+    r = max(-1.0, min(1.0, 1.0 - 6.0 * float(d.sum()) / (n * (n * n - 1.0))))
+    return CorrelationResult(rho=r, p_value=_p_value(r, n, alternative), n=n)
+
+
 def spearman(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, alternative: Alternative = "two-sided") -> CorrelationResult:
     """Spearman's rank correlation and its p-value (NNW-TEC §3 "Rho Spearman Value", §7.2.5).
 
@@ -250,8 +297,11 @@ def correlation_detection(
         raise ValueError(f"alpha must lie in (0, 1); received {alpha!r}")
     tx, ty = _as_float64_pair(original, extracted)
     n = int(tx.shape[0])
-    rx, ry = _ranks(tx), _ranks(ty)
-    s = _correlation(rx, ry, alternative)
+    if isinstance(tx, np.ndarray):
+        (rx, fx), (ry, fy) = _rank_numpy_tied(tx), _rank_numpy_tied(ty)
+        s = _rank_correlation(rx, ry, alternative, tie_free=fx and fy)
+    else:
+        s = _correlation(_rank_torch(tx), _rank_torch(ty), alternative)
     return CorrelationDetection(
         present=bool(s.p_value < alpha),
         rho=s.rho,
