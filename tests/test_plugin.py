@@ -129,6 +129,8 @@ def test_collect_ids_and_keyword_selection(pytester, tiny_cases, keyword, wanted
         assert sorted(i for i in items if _split(i)[0] in functions) == [
             "conformance/test_false_alarms.py::test_false_alarms[RTW-ResNet8-quantization-B8]",
             "conformance/test_false_alarms.py::test_false_alarms[RTW-VGG16-quantization-B8]",
+            "conformance/test_integrity.py::test_integrity[RTW-ResNet8-integrity-quantization-B8]",
+            "conformance/test_integrity.py::test_integrity[RTW-VGG16-integrity-quantization-B8]",
             "conformance/test_robustness.py::test_robustness[RTW-ResNet8-quantization-B8]",
             "conformance/test_robustness.py::test_robustness[RTW-VGG16-quantization-B8]",
         ]
