@@ -14,6 +14,7 @@ Synopsis::
     nnw fingerprint      --model FILE --arch A [--arch-kw k=v ...] --seed S [--N 4096] [--name NAME] --out REF
     nnw verify-integrity --model FILE --arch A [--arch-kw k=v ...] --reference REF
     nnw match            --model FILE --arch A [--arch-kw k=v ...] [--key REF] --database DIR_OR_FILE ...
+    nnw make-cifar10     --root DIR [--train 50000] [--test 10000] [--seed 0]
 
 Every subcommand takes ``--json`` (one JSON object on stdout instead of the human-readable text).
 
@@ -67,6 +68,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -562,6 +564,22 @@ def _same_positions(a, b) -> bool:
     )
 
 
+def cmd_make_cifar10(args: argparse.Namespace) -> Result:
+    """A CIFAR-10-sized stand-in data root in the official binary layout (for timing the spec profile)."""
+    if args.train < 1 or args.test < 1:
+        raise CLIError(f"--train and --test must be >= 1, got {args.train} and {args.test}")
+    from nnw.data.cifar10 import make_cifar10_stand_in
+
+    t0 = time.perf_counter()
+    folder = make_cifar10_stand_in(args.root, n_train=args.train, n_test=args.test, seed=args.seed)
+    result = {"command": "make-cifar10", "status": "ok", "folder": str(folder), "train": args.train,
+              "test": args.test, "seed": args.seed, "seconds": round(time.perf_counter() - t0, 2)}
+    text = (f"wrote {args.train} + {args.test} images of 32 x 32 (10 classes, embedded photos) to {folder}\n"
+            f"  use it as: pytest conformance --nnw-profile spec --nnw-data-root {args.root} (timing only: "
+            "not CIFAR-10, not for certification)")
+    return EXIT_OK, result, text
+
+
 def cmd_match(args: argparse.Namespace) -> Result:
     from nnw.methods.base import KeyMismatchError
     from nnw.methods.keys import KeyFileError, load_key
@@ -741,6 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", required=True, nargs="+", metavar="DIR_OR_FILE",
                    help="reference/fingerprint files, or directories of them")
     p.set_defaults(func=cmd_match)
+
+    p = add("make-cifar10", [], "write a CIFAR-10-sized stand-in data root (binary layout) for timing the spec profile")
+    p.add_argument("--root", required=True, metavar="DIR", help="data root to write cifar-10-batches-bin/ into")
+    p.add_argument("--train", type=int, default=50_000, help="training images (default 50000)")
+    p.add_argument("--test", type=int, default=10_000, help="test images (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops (default 0)")
+    p.set_defaults(func=cmd_make_cifar10)
     return parser
 
 

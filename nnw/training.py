@@ -46,6 +46,7 @@ class Recipe:
     betas: tuple[float, float] = (0.5, 0.999)  # adam only
     bf16: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = False
+    compile: str | None = None        # torch.compile backend for the training forward ("inductor"), or None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Recipe":
@@ -59,7 +60,9 @@ class Recipe:
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        # ``compile`` is left out while unset, so cache keys of recipes written before it stay valid
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
+                if not (k == "compile" and v is None)}
 
 
 @dataclass
@@ -197,6 +200,8 @@ def train(
     snaps = set(snapshot_epochs)
     result = TrainResult(model=model, epochs=epochs, steps=0, seconds=0.0)
     autocast = recipe.bf16 and device.type == "cuda"
+    # the compiled forward shares the model's parameters: state dicts and hooks see the model itself
+    forward = torch.compile(model, backend=recipe.compile, dynamic=False) if recipe.compile else model
     t0 = time.perf_counter()
     model.train()
     for h in hooks:
@@ -227,7 +232,7 @@ def train(
                 for group in opt.param_groups:
                     group["lr"] = lr_at(recipe, ctx.step, total_steps, steps_per_epoch)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = model(x)
+                out = forward(x)
                 loss = loss_fn(out, y, x)
             for h in hooks:
                 extra_loss = h.extra_loss(model, ctx)

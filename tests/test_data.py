@@ -485,3 +485,23 @@ def test_embedded_generation_matches_segmentation():
     assert torch.equal(gen_test.y, seg_test.x)
     assert gen_train.x.dtype == torch.uint8 and gen_train.x.shape == (20, 3, 32, 32)
     assert gen_train.meta["name"] == "embedded_generation" and gen_train.meta["num_classes"] == 19
+
+
+def test_cifar10_stand_in_round_trips_through_the_binary_layout(tmp_path: Path) -> None:
+    """``nnw make-cifar10``'s writer: what it writes, the CIFAR-10 loader reads back exactly."""
+    from nnw.data.cifar10 import make_cifar10_stand_in, write_cifar10_bin
+    from nnw.data.embedded import embedded_classification
+
+    folder = make_cifar10_stand_in(tmp_path, n_train=53, n_test=7, seed=3)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "batches.meta.txt", "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+        "data_batch_5.bin", "test_batch.bin"]
+    train, test = embedded_classification(seed=3, n_train=53, n_test=7)
+    for split, want in ((True, train), (False, test)):
+        got = load_cifar10(tmp_path, train=split, layout="bin")
+        assert torch.equal(got.x, want.x) and torch.equal(got.y, want.y)
+    assert (folder / "data_batch_1.bin").stat().st_size == 11 * 3073
+    with pytest.raises(ValueError, match="uint8 N x 3 x 32 x 32"):
+        write_cifar10_bin(tmp_path / "bad", ImageSet(train.x.float(), train.y, {}), test)
+    with pytest.raises(ValueError, match="labels must lie"):
+        write_cifar10_bin(tmp_path / "bad", ImageSet(train.x, train.y + 10, {}), test)

@@ -358,3 +358,21 @@ def test_augment_crop_flip_is_a_shifted_crop_of_the_padded_image():
 def test_augment_unknown_mode():
     with pytest.raises(ValueError, match="unknown augmentation"):
         augment_batch(_images(), "rotate", _gen(0))
+
+
+def test_compiled_forward_trains_the_model_itself(task, reference_run):
+    """``Recipe.compile``: the training forward goes through torch.compile (backend "eager" here: the
+    code path without a C++ toolchain); the model's own parameters are trained, its state dict keeps
+    its keys, and an unset ``compile`` stays out of the recipe's dict (cache keys unchanged)."""
+    import dataclasses
+
+    state, _ = reference_run
+    assert "compile" not in task.recipe.as_dict()
+    recipe = dataclasses.replace(task.recipe, compile="eager")
+    assert recipe.as_dict()["compile"] == "eager"
+    model = task.build_model(0)
+    train(model, task, seed=0, recipe=recipe)
+    got = _state(model)
+    assert got.keys() == state.keys()
+    for k in state:  # same numbers as the uncompiled run (eager backend: same kernels)
+        torch.testing.assert_close(got[k], state[k], rtol=1e-4, atol=1e-5)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,8 @@ import torch
 from nnw.data.errors import DataRootError, UnsafeDataError
 from nnw.data.imageset import ImageSet
 
-__all__ = ["CIFAR10_CLASSES", "CIFAR10_LAYOUT", "load_cifar10", "restricted_unpickle"]
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_LAYOUT", "load_cifar10", "restricted_unpickle", "write_cifar10_bin",
+           "make_cifar10_stand_in"]
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -216,3 +217,38 @@ def load_cifar10(root: str | Path, train: bool, layout: str | None = None) -> Im
         "root": str(folder),
     }
     return ImageSet(x=x, y=y, meta=meta)
+
+
+def write_cifar10_bin(root: str | Path, train: ImageSet, test: ImageSet,
+                      classes: Sequence[str] = CIFAR10_CLASSES) -> Path:
+    """Write ``train``/``test`` (uint8 N x 3 x 32 x 32, labels < 256) as ``root/cifar-10-batches-bin``:
+    five ``data_batch_i.bin`` + ``test_batch.bin`` of 1-label-byte + 3072-pixel-byte records and
+    ``batches.meta.txt`` — the official binary layout, readable by :func:`load_cifar10` (no pickle)."""
+    folder = Path(root) / BIN_FOLDER
+    for name, split in (("train", train), ("test", test)):
+        if split.x.dtype != torch.uint8 or tuple(split.x.shape[1:]) != (3, 32, 32):
+            raise ValueError(f"{name}: expected uint8 N x 3 x 32 x 32 images, got {split.x.dtype} {tuple(split.x.shape)}")
+        if split.y.numel() and (int(split.y.min()) < 0 or int(split.y.max()) >= len(classes)):
+            raise ValueError(f"{name}: labels must lie in [0, {len(classes)})")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def records(split: ImageSet, index: np.ndarray) -> bytes:
+        x = split.x.reshape(split.x.shape[0], -1).numpy()[index]
+        y = split.y.numpy().astype(np.uint8)[index]
+        return np.concatenate([y[:, None], x], axis=1).tobytes()
+
+    for i, chunk in enumerate(np.array_split(np.arange(train.x.shape[0]), len(_TRAIN_BATCHES))):
+        (folder / f"{_TRAIN_BATCHES[i]}.bin").write_bytes(records(train, chunk))
+    (folder / f"{_TEST_BATCHES[0]}.bin").write_bytes(records(test, np.arange(test.x.shape[0])))
+    (folder / "batches.meta.txt").write_text("\n".join(classes) + "\n\n")
+    return folder
+
+
+def make_cifar10_stand_in(root: str | Path, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0) -> Path:
+    """A CIFAR-10-sized data root (default 50 000 + 10 000 images of 32 x 32, 10 classes) in the
+    official binary layout, from the embedded classification set (:mod:`nnw.data.embedded`): for
+    timing the spec profile where the real CIFAR-10 cannot be downloaded. Not for certification."""
+    from nnw.data.embedded import CLASSIFICATION_SOURCES, embedded_classification
+
+    train, test = embedded_classification(seed=seed, n_train=n_train, n_test=n_test, size=32, num_classes=10)
+    return write_cifar10_bin(root, train, test, classes=CLASSIFICATION_SOURCES[:10])
