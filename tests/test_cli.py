@@ -306,3 +306,15 @@ def test_use_cases_and_bad_input_in_subprocesses(nct_chain, database, work, args
         assert expected in proc.stderr
     else:
         assert proc.stdout.startswith(expected), proc.stdout
+
+
+def test_make_cifar10_writes_a_loadable_stand_in(tmp_path, capsys):
+    from nnw.data.cifar10 import load_cifar10
+
+    assert main(["make-cifar10", "--root", str(tmp_path), "--train", "20", "--test", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and out["folder"].endswith("cifar-10-batches-bin")
+    assert load_cifar10(tmp_path, train=True).x.shape == (20, 3, 32, 32)
+    assert load_cifar10(tmp_path, train=False).y.shape == (5,)
+    assert main(["make-cifar10", "--root", str(tmp_path / "x"), "--train", "0"]) == 2
+    assert "--train and --test must be >= 1" in capsys.readouterr().err
