@@ -390,3 +390,13 @@ def test_rates() -> None:
         false_alarm_rate(5, 3)
     with pytest.raises(ValueError):
         missed_detection_rate(-1, 3)
+
+
+@settings(deadline=None, max_examples=60)
+@given(hs.integers(1, 300), hs.data())
+def test_binomial_sf_matches_scipy(n: int, data) -> None:
+    from nnw.metrics.rates import binomial_sf
+
+    k = data.draw(hs.integers(-2, n + 2))
+    p = data.draw(hs.sampled_from([0.5, 0.1, 1 / 7, 0.9]))
+    assert binomial_sf(k, n, p) == pytest.approx(float(st.binom.sf(k - 1, n, p)), rel=1e-9, abs=1e-300)

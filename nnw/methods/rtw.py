@@ -22,7 +22,7 @@ reduction="sum") * λ``. λ = 0.01 by default (§7.3.3).
 **Decoding**: bits = 1[W_l X > 0] (= round(σ(W_l X))), BER against b, then
 :func:`nnw.payload.decode_payload` for the Actor. **Detection**: present iff BER = 0 (the
 criterion of Tables 12–16); score = 1 − BER against threshold 1.0; p-value = P[≥ matching bits]
-for T fair coins (``binom.sf(matches - 1, T, 1/2)``), the chance of that agreement on an unmarked
+for T fair coins (``binomial_sf(matches, T, 1/2)``), the chance of that agreement on an unmarked
 model.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from scipy.stats import binom
+from nnw.metrics.rates import binomial_sf
 from torch import nn
 
 from nnw.hooks import TrainContext, TrainingHook
@@ -201,7 +201,7 @@ class RTW(TraceabilityMethod):
         dec = self.decode(model, key)
         T = int(key.tensors["b"].numel())
         matches = T - round(dec.ber * T)
-        p_value = float(binom.sf(matches - 1, T, 0.5))
+        p_value = float(binomial_sf(matches, T, 0.5))
         return Detection(
             present=dec.ber == 0.0,
             score=1.0 - dec.ber,

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from scipy.stats import binom
+from nnw.metrics.rates import binomial_sf
 from torch import nn
 
 from nnw.data.triggers import make_trigger_set
@@ -158,7 +158,7 @@ class TBW(TraceabilityMethod):
         n = int(y.numel())
         matches = int((pred == y).sum())
         share = matches / n
-        p_value = float(binom.sf(matches - 1, n, 1.0 / C))
+        p_value = float(binomial_sf(matches, n, 1.0 / C))
         return Detection(
             present=share > threshold,
             score=share,

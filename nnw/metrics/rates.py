@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special  # scipy.stats' kernels without its ~1 s import (CLI start-up)
 
-__all__ = ["Rate", "clopper_pearson", "false_alarm_rate", "missed_detection_rate"]
+__all__ = ["Rate", "binomial_sf", "clopper_pearson", "false_alarm_rate", "missed_detection_rate"]
 
 
 def _check_counts(k: int, n: int) -> tuple[int, int]:
@@ -33,8 +33,8 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     if n == 0:
         return (0.0, 1.0)
     a = 1.0 - confidence
-    low = 0.0 if k == 0 else float(stats.beta.ppf(a / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(stats.beta.ppf(1 - a / 2, k + 1, n - k))
+    low = 0.0 if k == 0 else float(special.betaincinv(k, n - k + 1, a / 2))  # beta.ppf
+    high = 1.0 if k == n else float(special.betaincinv(k + 1, n - k, 1 - a / 2))  # beta.ppf
     return (low, high)
 
 
@@ -69,3 +69,13 @@ def missed_detection_rate(false_negatives: int, positives: int, confidence: floa
     No positives tested (n == 0) -> value nan, interval (0, 1).
     """
     return _rate(false_negatives, positives, confidence)
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the chance of ``k`` or more agreements by luck
+    (``scipy.stats.binom.sf(k - 1, n, p)``)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return float(special.bdtrc(k - 1, n, p))
