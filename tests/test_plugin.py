@@ -106,7 +106,8 @@ def _split(item: str) -> tuple[str, str]:
 ], ids=["NCT", "RTW-and-quantization", "VGG16"])
 def test_collect_ids_and_keyword_selection(pytester, tiny_cases, keyword, wanted):
     # in-process: collection only, and this worker has imported torch already (a subprocess pays ~5 s)
-    result = pytester.runpytest_inprocess(*_args("--collect-only", "-q", "-k", keyword))
+    # (importlib mode: this process may have imported tests/test_cost.py as module "test_cost" already)
+    result = pytester.runpytest_inprocess(*_args("--collect-only", "-q", "--import-mode=importlib", "-k", keyword))
     assert result.ret == 0, _output(result)
     items = _items(result)
     assert items, _output(result)
@@ -140,7 +141,7 @@ def test_collect_ids_and_keyword_selection(pytester, tiny_cases, keyword, wanted
 
 
 def test_unknown_method_is_a_clear_error(pytester):
-    result = pytester.runpytest_inprocess(*_args("--collect-only", "-q", "--nnw-method", "NOPE"))
+    result = pytester.runpytest_inprocess(*_args("--collect-only", "-q", "--import-mode=importlib", "--nnw-method", "NOPE"))
     assert result.ret != 0
     out = _output(result)
     assert "unknown traceability method 'NOPE'" in out
