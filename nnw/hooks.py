@@ -24,6 +24,7 @@ class TrainContext:
     step: int = 0               # global batch-iteration counter
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    stop: bool = False          # a hook sets it to end the run after the current epoch
 
 
 class TrainingHook:

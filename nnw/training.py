@@ -256,6 +256,8 @@ def train(
         log.info("epoch %d/%d loss %.4f (%.1f s)", epoch + 1, epochs, record["loss"], record["seconds"])
         if progress is not None:
             progress(record)
+        if ctx.stop:  # a hook ended the run (e.g. Watermark Overwriting once the new mark is in)
+            break
     if epochs in snaps:
         result.snapshots[epochs] = Snapshot(epochs, {k: v.detach().clone() for k, v in model.state_dict().items()},
                                             optimizer_state_tensors(opt, model))

@@ -29,6 +29,7 @@ from nnw.training import train
 log = logging.getLogger("nnw.zoo")
 
 RECIPE_VERSION = "2"  # bump when training code changes results
+OVERWRITING_PROCEDURE = 2  # 2: each further in-training mark fine-tuned until detected (at most E epochs)
 
 
 def _split(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -221,9 +222,9 @@ class Zoo:
         from nnw.modifications import ModificationContext, make_modification
 
         task = self.task(task_name)
-        k, epochs = int(modification.params["k"]), int(modification.params["E"])
-        specs = [{**self._modified_spec(task, identity, make_modification("overwriting", k=i, E=epochs), seed),
-                  "kind": "overwritten"} for i in range(1, k + 1)]
+        params = modification.params
+        specs = [{**self._modified_spec(task, identity, make_modification("overwriting", **{**params, "k": i}), seed),
+                  "kind": "overwritten", "procedure": OVERWRITING_PROCEDURE} for i in range(1, int(params["k"]) + 1)]
 
         def entry(stage: torch.nn.Module, k_i: Key):
             kstate, kmeta = key_to_entry(k_i)

@@ -376,3 +376,63 @@ def test_compiled_forward_trains_the_model_itself(task, reference_run):
     assert got.keys() == state.keys()
     for k in state:  # same numbers as the uncompiled run (eager backend: same kernels)
         torch.testing.assert_close(got[k], state[k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_hook_can_end_the_run_after_an_epoch(task):
+    class StopAt(TrainingHook):
+        def on_epoch_end(self, model, epoch, ctx):
+            ctx.stop = epoch == 1
+
+    calls = []
+
+    class Watch(TrainingHook):
+        def on_epoch_start(self, model, epoch, ctx):
+            calls.append(("start", epoch))
+
+        def on_train_end(self, model, ctx):
+            calls.append(("end", ctx.epoch))
+
+    res = train(Tiny(), task, seed=0, hooks=[StopAt(), Watch()])
+    assert [h["epoch"] for h in res.history] == [1, 2] and res.steps == 2 * STEPS_PER_EPOCH
+    assert calls == [("start", 0), ("start", 1), ("end", 1)]  # on_train_end still runs
+
+
+def test_overwriting_fine_tunes_each_further_mark_until_it_is_detected(task):
+    """§7.2.6 with in-training methods: a further Actor's mark counts once it is in the model, so
+    its fine-tuning stops at the first epoch it is detected (at most E epochs); until="epochs"
+    trains exactly E."""
+    from nnw.methods.base import Detection, Key
+    from nnw.modifications import ModificationContext, make_modification
+
+    class Slow:
+        """Its mark is 'detected' after two epochs of its hook (or never, for never_in)."""
+
+        name = "Slow"
+
+        def __init__(self, never_in=False):
+            self.never_in, self.epochs = never_in, {}
+
+        def keygen(self, model, *, seed, config=None):
+            return Key("Slow", dict(config or {}), {}, {"seed": seed})
+
+        def embed(self, model, key):
+            raise NotImplementedError
+
+        def training_hook(self, key, *, prepare=None):
+            method = self
+
+            class Count(TrainingHook):
+                def on_epoch_end(self, model, epoch, ctx):
+                    method.epochs[key.model_signature["seed"]] = epoch + 1
+            return Count()
+
+        def detect(self, model, key, *, prepare=None):
+            n = self.epochs.get(key.model_signature["seed"], 0)
+            return Detection(present=not self.never_in and n >= 2, score=n, threshold=2)
+
+    for until, never_in, expected in (("detected", False, [2, 2, 2]), ("detected", True, [5, 5, 5]),
+                                      ("epochs", False, [5, 5, 5])):
+        method = Slow(never_in)
+        ctx = ModificationContext(task=task, train=train, device="cpu", method=method, key=None)
+        make_modification("overwriting", k=3, E=5, until=until).apply(Tiny(), seed=0, context=ctx)
+        assert sorted(method.epochs.values()) == expected, (until, never_in)
