@@ -29,7 +29,6 @@ from nnw.training import train
 log = logging.getLogger("nnw.zoo")
 
 RECIPE_VERSION = "2"  # bump when training code changes results
-OVERWRITING_PROCEDURE = 2  # 2: each further in-training mark fine-tuned until detected (at most E epochs)
 
 
 def _split(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -188,7 +187,7 @@ class Zoo:
     # -- modified models -----------------------------------------------------------------
     def _modified_spec(self, task: Task, identity: Mapping[str, Any], modification, seed: int) -> dict[str, Any]:
         return {"kind": "modified", "recipe_version": RECIPE_VERSION, "task": task.spec(), "of": dict(identity),
-                "numerics": self.numerics, "modification": modification.name, "seed": seed}
+                "numerics": self.numerics, "modification": modification.cache_id, "seed": seed}
 
     def modified(self, task_name: str, model: torch.nn.Module, modification, *, seed: int, identity: Mapping[str, Any],
                  method: TraceabilityMethod | None = None, key: Key | None = None) -> torch.nn.Module:
@@ -224,7 +223,7 @@ class Zoo:
         task = self.task(task_name)
         params = modification.params
         specs = [{**self._modified_spec(task, identity, make_modification("overwriting", **{**params, "k": i}), seed),
-                  "kind": "overwritten", "procedure": OVERWRITING_PROCEDURE} for i in range(1, int(params["k"]) + 1)]
+                  "kind": "overwritten"} for i in range(1, int(params["k"]) + 1)]
 
         def entry(stage: torch.nn.Module, k_i: Key):
             kstate, kmeta = key_to_entry(k_i)

@@ -451,3 +451,12 @@ def test_layer_selection_limits_changes() -> None:
     changed = {n for n in LAYER_NAMES if not torch.equal(weights(out)[n], weights(model)[n])}
     assert changed == {"conv2.weight"}
     assert re.fullmatch(r"quantization\(B=4,layers=conv2\.weight\)", Quantization(4, layers="conv2.weight").name)
+
+
+def test_cache_id_marks_a_changed_procedure_behind_the_same_name():
+    """Caches key Modified models and their evaluations by ``cache_id``: a Modification whose
+    procedure changed under an unchanged name (Watermark Overwriting, procedure 2) gets new entries."""
+    assert make_modification("noise", S=0.01).cache_id == "noise(S=0.01)"
+    ow = make_modification("overwriting", k=4)
+    assert ow.name == "overwriting(k=4)" and ow.cache_id == "overwriting(k=4)#2"
+    assert make_modification("overwriting", k=4, E=1, until="epochs").name == "overwriting(k=4,E=1,until=epochs)"

@@ -64,7 +64,7 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     for s, (model, record) in models.items():
         identity = {"task": task_name, "unmarked_seed": s, "name": f"{task_name} unmarked seed {s}"}
         modified = zoo.modified(task_name, model, modification, seed=1000 + s, identity=identity, method=method, key=key)
-        perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.name, "seed": 1000 + s})
+        perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.cache_id, "seed": 1000 + s})
         err = worst_relative_error(perf, record["performance"], task.performance_keys)
         found, score = method.match(method.extract(modified, key), db)
         row = {"model": f"seed {s}", "matched": found, "score": score, "error_percent": 100 * err,

@@ -36,7 +36,7 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         else:
             modified = zoo.modified(task_name, m.model, modification, seed=d, identity=identity, method=method,
                                     key=m.key)
-        perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.name, "seed": d})
+        perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.cache_id, "seed": d})
         err = worst_relative_error(perf, m.record["performance"], task.performance_keys)
         row = {"key_seed": d, "error_percent": 100 * err, "useful": err <= tolerance, **perf,
                **detection_row(method, modified, m.key, task)}

@@ -281,6 +281,8 @@ class Modification(abc.ABC):
     family: ClassVar[str]
     needs_training: ClassVar[bool] = False
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Bumped when the procedure behind an unchanged ``name`` changes what it produces.
+    procedure: ClassVar[int] = 1
 
     def __init__(self, params: Mapping[str, Any], layers: Sequence[str] | str | None = None) -> None:
         self._params: dict[str, Any] = dict(params)
@@ -310,6 +312,11 @@ class Modification(abc.ABC):
         if self._layers is not None:
             items.append("layers=" + "+".join(self._layers))
         return f"{self.family}({','.join(items)})"
+
+    @property
+    def cache_id(self) -> str:
+        """What identifies the Modified model in caches: ``name``, plus ``#procedure`` once that is > 1."""
+        return self.name if self.procedure == 1 else f"{self.name}#{self.procedure}"
 
     @property
     def id(self) -> str:

@@ -28,6 +28,7 @@ class Overwriting(Modification):
     family: ClassVar[str] = "overwriting"
     needs_training: ClassVar[bool] = True
     defaults = {"E": 5, "until": "detected"}
+    procedure = 2  # 2: each further in-training mark fine-tuned until detected (1: exactly E = 1 epoch)
 
     def __init__(self, k: int, E: int = 5, until: str = "detected") -> None:
         super().__init__({"k": check_int("k", k, low=1, high=100, what="number of further marks"),
