@@ -270,8 +270,9 @@ def _clauses(cert, test: str, verdict: str | None = None):
 
 def test_conformance_passes_the_honest_method(pytester, monkeypatch, example_run_env):
     result, cert = run_conformance(pytester, monkeypatch, example_run_env, "SignSpread")
-    result.assert_outcomes(passed=5)
-    assert cert["summary"] == {"verdict": "pass", "counts": {"pass": 5}}
+    result.assert_outcomes(passed=7)  # incl. integrity (tag integrity): unmodified and pruning(P=5)
+    assert cert["summary"] == {"verdict": "pass", "counts": {"pass": 7}}
+    assert [c["verdict"] for c in _clauses(cert, "test_integrity")] == ["pass", "pass"]
     assert [m["name"] for m in cert["methods"]] == ["SignSpread"]
     assert cert["methods"][0]["origin"] == "nnw_example_methods.signspread:SignSpread"
     assert cert["profile"]["name"] == "tiny-examples"
@@ -310,7 +311,7 @@ def test_conformance_fails_the_weak_method_on_robustness(pytester, monkeypatch, 
 
 def test_conformance_fails_the_dishonest_method_on_false_alarms(pytester, monkeypatch, example_run_env):
     result, cert = run_conformance(pytester, monkeypatch, example_run_env, "AlwaysPresent")
-    result.assert_outcomes(passed=2, failed=3)
+    result.assert_outcomes(passed=4, failed=3)  # its integrity data are SignSpread's: those 2 pass
     result.stdout.fnmatch_lines([
         "FAILED *conformance/test_false_alarms.py::test_false_alarms[[]AlwaysPresent-ResNet8-unmodified[]] - "
         "Failed: IEEE 3304 false alarm rate — False alarms of AlwaysPresent on never-marked ResNet8 models (unmodified): "
@@ -331,5 +332,40 @@ def test_conformance_xfails_file_turns_declared_failures_into_known_failures(pyt
     and the certificate records them as "known failure"."""
     result, cert = run_conformance(pytester, monkeypatch, example_run_env, "AlwaysPresent",
                                    "--nnw-xfails-file", str(EXAMPLES / "xfails-example.txt"))
-    result.assert_outcomes(passed=2, xfailed=3)
-    assert cert["summary"] == {"verdict": "pass", "counts": {"known failure": 3, "pass": 2}}
+    result.assert_outcomes(passed=4, xfailed=3)
+    assert cert["summary"] == {"verdict": "pass", "counts": {"known failure": 3, "pass": 4}}
+
+
+def test_integrity_fails_when_the_traceability_data_miss_the_modified_weights(example_run_env):
+    """Negative example for §3 Algorithmic Integrity: a SignSpread whose Traceability Data are only
+    its marked weights — the largest ones — cannot see pruning of the smallest weights, and the
+    integrity clause says so; the example's own data (marked weights + per-layer L1 norms) pass."""
+    import importlib
+
+    from nnw.cache import ModelCache
+    from nnw.checks.integrity import check_integrity
+    from nnw.modifications import parse_modification
+    from nnw.profile import load_profile
+    from nnw.zoo import Zoo
+
+    honest = _method("SignSpread")
+
+    class MarkOnly(type(honest)):
+        def traceability_data(self, model, key, *, prepare=None):
+            return W.read(model, key.tensors["indices"])
+
+    W = importlib.import_module("nnw_example_methods._weights")
+    profile = load_profile(str(example_run_env.profile))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(profile.data.get("cpu_threads", 1)) or threads)
+    try:
+        zoo = Zoo(profile, ModelCache(example_run_env.cache), torch.device("cpu"))
+        config = dict(honest.default_config)
+        pruned = parse_modification("pruning(P=5)")
+        blind = check_integrity(zoo, MarkOnly(), "ResNet8", config, pruned, model_seeds=[0, 1], key_seeds=[0, 1])
+        assert blind.verdict == "fail" and blind.measured["judged_intact"] == 2, blind.message
+        assert all(r["changed_values"] == 0 for r in blind.rows)
+        good = check_integrity(zoo, honest, "ResNet8", config, pruned, model_seeds=[0, 1], key_seeds=[0, 1])
+        assert good.verdict == "pass" and all(r["changed_values"] > 0 for r in good.rows), good.message
+    finally:
+        torch.set_num_threads(threads)

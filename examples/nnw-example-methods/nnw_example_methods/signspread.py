@@ -69,7 +69,7 @@ class SignSpread(TraceabilityMethod):
     name = "SignSpread"
     version = "0.1"
     tags = Tags(kind="active", insertion="post-training", detects=True, decodes=False,
-                fingerprints=False, multi_mark=False, tasks=TASKS)
+                fingerprints=False, multi_mark=False, tasks=TASKS, integrity=True)
     #: The configuration the suite uses when its profile has no grid for this method.
     default_config: dict[str, Any] = dict(DEFAULTS)
 
@@ -116,6 +116,18 @@ class SignSpread(TraceabilityMethod):
         return marked
 
     # -- verification ---------------------------------------------------------------------------
+    def traceability_data(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> torch.Tensor:
+        """§3 Algorithmic Integrity (tag ``integrity``): the marked weights at the key's positions, then
+        each weight layer's L1 norm. The suite judges the model intact iff these equal, bit for bit,
+        those read at marking. The marked positions alone would not do: they are among the largest
+        weights, so pruning the smallest ones would leave them untouched (tests/test_examples.py keeps
+        that variant as a negative example)."""
+        self.check_key(model, key)
+        marked = W.read(model, key.tensors["indices"]).to(torch.float64)
+        with torch.no_grad():
+            norms = torch.stack([p.detach().to("cpu", torch.float64).abs().sum() for p in W.weight_layers(model).values()])
+        return torch.cat([marked, norms])
+
     def detect(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> Detection:
         self.check_key(model, key)
         idx = key.tensors["indices"]
