@@ -144,8 +144,10 @@ class TBW(TraceabilityMethod):
         return torch.cat(out).cpu()
 
     def traceability_data(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> torch.Tensor:
-        """§3 Algorithmic Integrity: the logits on the trigger set (what Detection thresholds after argmax)."""
-        return self._trigger_logits(model, key, prepare)
+        """§3 Algorithmic Integrity: the logits on the trigger set (what Detection thresholds after argmax).
+        Compared bit for bit, so GPU convolutions run with cuDNN's deterministic algorithms."""
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True):
+            return self._trigger_logits(model, key, prepare)
 
     def detect(self, model: nn.Module, key: Key, *, prepare: Prepare | None = None) -> Detection:
         """Share of triggers labelled as keyed; present iff share > threshold (§7.4.4)."""
