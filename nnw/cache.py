@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from filelock import FileLock, Timeout
@@ -224,12 +224,24 @@ class ModelCache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    @overload
+    def get_or_build(self, spec: Mapping[str, Any], build: Callable[[], tuple[Mapping[str, torch.Tensor],
+                     Mapping[str, Any]]], *, wait: Literal[True] = ...) -> Entry: ...
+
+    @overload
+    def get_or_build(self, spec: Mapping[str, Any], build: Callable[[], tuple[Mapping[str, torch.Tensor],
+                     Mapping[str, Any]]], *, wait: bool) -> Entry | None: ...
+
     def get_or_build(
         self,
         spec: Mapping[str, Any],
         build: Callable[[], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
-    ) -> Entry:
-        """The cached (state, record) for ``spec``; built once (across processes) by ``build()`` if absent."""
+        *,
+        wait: bool = True,
+    ) -> Entry | None:
+        """The cached (state, record) for ``spec``; built once (across processes) by ``build()`` if absent.
+
+        ``wait=False``: return None instead of waiting when another process is building it."""
         key = cache_key(spec)
         name = spec.get("name", key[:12])
         try:
@@ -242,6 +254,8 @@ class ModelCache:
         try:
             lock.acquire(timeout=0)
         except Timeout:
+            if not wait:
+                return None
             log.info("nnw cache: waiting for another process building %s ...", name)
             lock.acquire()
         try:

@@ -100,7 +100,20 @@ class Zoo:
 
     # -- unmarked reference models --------------------------------------------------------
     def unmarked(self, task_name: str, seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """The unmarked model of ``seed``. When another process (xdist worker) is training it, this one
+        trains the task's other missing unmarked seeds meanwhile instead of waiting idle."""
         task = self.task(task_name)
+        got = self._unmarked_entry(task, seed, wait=False)
+        if got is None:
+            for other in self.profile.model_seeds:
+                if other != seed:
+                    self._unmarked_entry(task, other, wait=False)
+            got = self._unmarked_entry(task, seed, wait=True)
+        state, record = got
+        return self._load_model(task, state), record
+
+    def _unmarked_entry(self, task: Task, seed: int, *, wait: bool):
+        task_name = task.name
         spec = {**self._base_spec(task, seed), "name": f"{task_name} seed {seed} (unmarked)"}
 
         def build():
@@ -115,8 +128,7 @@ class Zoo:
             perf = task.evaluate(model)
             return model.state_dict(), {"performance": perf, "train_seconds": res.seconds, "steps": res.steps}
 
-        state, record = self.cache.get_or_build(spec, build)
-        return self._load_model(task, state), record
+        return self.cache.get_or_build(spec, build, wait=wait)
 
     def snapshot(self, task_name: str, seed: int, epoch: int) -> tuple[dict, dict]:
         task = self.task(task_name)

@@ -384,3 +384,20 @@ def test_two_processes_race_exactly_one_builds(tmp_path):
     assert len(outs[0]) == len(outs[1]) == 1
     assert outs[0] == outs[1]
     assert outs[0][0].split()[2] == counter.read_text().strip()
+
+
+def test_get_or_build_without_waiting_returns_none_while_another_builds(tmp_path):
+    cache = ModelCache(tmp_path)
+    lock = cache._lock(cache_key(SPEC))
+    with lock:  # as if another process held it (filelock is re-entrant per object, so use a new cache object)
+        other = ModelCache(tmp_path)
+        other_lock = other._lock(cache_key(SPEC))
+        assert other_lock.lock_file == lock.lock_file
+        build = Builder()
+        got: list = []
+        t = threading.Thread(target=lambda: got.append(other.get_or_build(SPEC, build, wait=False)))
+        t.start()
+        t.join(timeout=30)
+        assert got == [None] and build.calls == 0
+    state, record = cache.get_or_build(SPEC, Builder(), wait=False)  # free now: builds
+    assert record == Builder()()[1]

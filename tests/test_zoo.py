@@ -6,6 +6,7 @@ profile: 256 images, 3 epochs) once from scratch and then three single epochs.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,30 @@ def test_integrity_of_marked_models(zoo, rtw_marked, modification, intact):
     assert "marked" in res.title and res.rows[0]["values"] == rtw_marked.key.tensors["b"].numel()
     if not intact:
         assert res.rows[0]["changed_values"] > 0 and res.measured["missed_detection_rate"] == 0
+
+
+def test_a_worker_waiting_on_an_unmarked_model_trains_the_other_seeds_meanwhile(profile, tmp_path, spy):
+    """xdist cold start: while another process trains unmarked seed 0, this one trains seed 1 instead
+    of waiting idle, then takes seed 0 (here: builds it once the other process let go)."""
+    import threading
+
+    from nnw.cache import cache_key
+
+    zoo = Zoo(profile, ModelCache(tmp_path), torch.device("cpu"))
+    task = zoo.task(TASK)
+    spec0 = {**zoo._base_spec(task, 0), "name": f"{TASK} seed 0 (unmarked)"}
+    other_process = ModelCache(tmp_path)._lock(cache_key(spec0))
+    other_process.acquire()
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(zoo.unmarked(TASK, 0)))
+    t.start()
+    deadline = time.monotonic() + 120
+    while len(spy.calls) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [c["seed"] for c in spy.calls] == [1]  # seed 1 trained while seed 0 was locked
+    other_process.release()
+    t.join(timeout=120)
+    assert result and [c["seed"] for c in spy.calls] == [1, 0]
+    assert set(profile.model_seeds) == {0, 1}
+    spy.allow = False
+    zoo.unmarked(TASK, 1)  # cached by the productive wait
