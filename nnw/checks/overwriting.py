@@ -29,7 +29,8 @@ def recovered(method, model, key, task) -> dict[str, Any]:
     Actor must decode that Actor from a valid payload (CRC) — "whose mark is this"; the others
     must detect the mark."""
     det = method.detect(model, key, prepare=task.prepare)
-    cell = {"detected": bool(det.present), "recovered": bool(det.present)}
+    cell = {"detected": bool(det.present), "recovered": bool(det.present), "score": float(det.score),
+            "threshold": float(det.threshold)}
     if method.tags.decodes:
         dec = method.decode(model, key)
         cell.update(ber=None if dec.ber is None else float(dec.ber), actor_id=dec.actor_id, valid=dec.valid)
@@ -70,19 +71,20 @@ def check_overwriting(zoo, method, task_name: str, config: Mapping[str, Any], *,
             model = method.embed(model, key)
             keys.append(key)
             stages.append((model, key))
-        dets = [method.detect(model, k, prepare=task.prepare) for k in keys]
-        row = {"overlap": q, "first_mark_score": float(dets[0].score), "first_mark_detected": bool(dets[0].present),
-               "threshold": float(dets[0].threshold),
-               **{f"{actor_name(i)}_detected": bool(d.present) for i, d in enumerate(dets)},
-               "actors": actor_recovery(method, task, stages)}
+        actors = actor_recovery(method, task, stages)
+        dets = actors[-1]["cells"]  # every mark, read after the last insertion
+        row = {"overlap": q, "first_mark_score": dets[0]["score"], "first_mark_detected": dets[0]["detected"],
+               "threshold": dets[0]["threshold"],
+               **{f"{actor_name(i)}_detected": d["detected"] for i, d in enumerate(dets)},
+               "actors": actors}
         rows.append(row)
-        if q == 0 and not all(d.present for d in dets):
-            lost = [actor_name(i) for i, d in enumerate(dets) if not d.present]
+        if q == 0 and not all(d["detected"] for d in dets):
+            lost = [actor_name(i) for i, d in enumerate(dets) if not d["detected"]]
             failures.append(f"with disjoint positions the marks of {lost} are lost after {marks} insertions")
-        if q <= max_overlap and not dets[0].present:
+        if q <= max_overlap and not dets[0]["detected"]:
             failures.append(f"1st mark lost when {q:.0%} of its weights are shared with later marks "
-                            f"(score {fmt(dets[0].score)} ≤ threshold {fmt(dets[0].threshold)})")
-        if not dets[-1].present:
+                            f"(score {fmt(dets[0]['score'])} ≤ threshold {fmt(dets[0]['threshold'])})")
+        if not dets[-1]["detected"]:
             failures.append(f"the last Actor's mark is not detected at overlap {q:.0%}")
     measured = {"overlap": [r["overlap"] for r in rows], "first_mark_score": [r["first_mark_score"] for r in rows],
                 "first_mark_detected": [r["first_mark_detected"] for r in rows]}

@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from nnw.metrics.rates import binomial_sf
 from torch import nn
 
 from nnw.data.triggers import make_trigger_set
+from nnw.metrics.rates import binomial_sf
 from nnw.hooks import TrainContext, TrainingHook
 from nnw.methods.base import (
     Detection,
@@ -155,8 +155,7 @@ class TBW(TraceabilityMethod):
         y = key.tensors["labels"]
         C = int(key.config["num_classes"])
         threshold = float(key.config.get("threshold", DEFAULTS["threshold"]))
-        preds = [logits.argmax(dim=1)]
-        pred = torch.cat(preds).cpu()
+        pred = logits.argmax(dim=1)
         n = int(y.numel())
         matches = int((pred == y).sum())
         share = matches / n
