@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from nnw.checks.common import worst_relative_error
+from nnw.checks.common import unmarked_identity, worst_relative_error
 from nnw.checks.result import FAIL, PASS, ClauseResult
 from nnw.metrics import false_alarm_rate
 
@@ -62,7 +62,7 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     models, key, db = _database(zoo, method, task_name, config, model_seeds, key_seed)
     rows, failures = [], []
     for s, (model, record) in models.items():
-        identity = {"task": task_name, "unmarked_seed": s, "name": f"{task_name} unmarked seed {s}"}
+        identity = unmarked_identity(task_name, s)
         modified = zoo.modified(task_name, model, modification, seed=1000 + s, identity=identity, method=method, key=key)
         perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.cache_id, "seed": 1000 + s})
         err = worst_relative_error(perf, record["performance"], task.performance_keys)

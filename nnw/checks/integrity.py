@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from nnw.checks.common import marked_identity, unmarked_identity
 from nnw.checks.result import FAIL, PASS, ClauseResult
 from nnw.metrics import false_alarm_rate, missed_detection_rate
 
@@ -26,14 +27,11 @@ def _subjects(zoo, method, task_name: str, config: Mapping[str, Any], model_seed
         for s in model_seeds:
             model, _ = zoo.unmarked(task_name, s)
             key = method.keygen(model, seed=100 * s, config={**config, "mode": "fingerprint"})
-            yield (f"model seed {s}", model, key,
-                   {"task": task_name, "unmarked_seed": s, "name": f"{task_name} unmarked seed {s}"}, 1000 + s)
+            yield f"model seed {s}", model, key, unmarked_identity(task_name, s), 1000 + s
     else:
         for d in key_seeds:
             m = zoo.marked(task_name, method, config, marked_seed, d)
-            identity = {"task": task_name, "method": method.name, "method_version": str(getattr(method, "version", "0")),
-                        "config": dict(config), "model_seed": marked_seed, "key_seed": d,
-                        "name": f"{task_name} {method.name} key {d}"}
+            identity = marked_identity(task_name, method, config, marked_seed, d)
             yield f"key {d}", m.model, m.key, identity, d  # same Modified models as the robustness cases
 
 

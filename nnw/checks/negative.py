@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from nnw.checks.common import detection_row
+from nnw.checks.common import detection_row, unmarked_identity
 from nnw.checks.result import FAIL, PASS, ClauseResult
 from nnw.metrics import false_alarm_rate
 
@@ -26,7 +26,7 @@ def check_false_alarms(zoo, method, task_name: str, config: Mapping[str, Any], m
     for s in model_seeds:
         model, _ = zoo.unmarked(task_name, s)
         if modification is not None:
-            identity = {"task": task_name, "unmarked_seed": s, "name": f"{task_name} unmarked seed {s}"}
+            identity = unmarked_identity(task_name, s)
             model = zoo.modified(task_name, model, modification, seed=1000 + s, identity=identity,
                                  method=method, key=keys[key_seeds[0]].key)
         for d, m in keys.items():

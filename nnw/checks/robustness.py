@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from nnw.checks.common import detection_row, fmt, worst_relative_error
+from nnw.checks.common import detection_row, fmt, marked_identity, worst_relative_error
 from nnw.checks.overwriting import actor_recovery
 from nnw.checks.result import FAIL, PASS, ClauseResult
 from nnw.metrics import missed_detection_rate
@@ -25,9 +25,7 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
     rows, failures = [], []
     for d in key_seeds:
         m = zoo.marked(task_name, method, config, marked_seed, d)
-        identity = {"task": task_name, "method": method.name, "method_version": str(getattr(method, "version", "0")),
-                    "config": dict(config), "model_seed": marked_seed,
-                    "key_seed": d, "name": f"{task_name} {method.name} key {d}"}
+        identity = marked_identity(task_name, method, config, marked_seed, d)
         stages = None
         if modification.family == "overwriting":  # §7.2.6: which Actors are recovered after each later mark
             stages = zoo.overwritten(task_name, m.model, modification, seed=d, identity=identity, method=method,
