@@ -79,6 +79,7 @@ from torch import nn
 
 from nnw.checks.result import FAIL, PASS, ClauseResult
 from nnw.hooks import TrainContext, TrainingHook
+from nnw.layers import model_device
 from nnw.methods.base import Detection, Key, Prepare, TraceabilityMethod
 from nnw.training import train
 
@@ -134,14 +135,6 @@ def synchronize(device: torch.device | str | None) -> None:
     """Wait for the device's queued work (CUDA); a no-op on CPU."""
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(torch.device(device))
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 class _Stop(Exception):
@@ -234,7 +227,7 @@ def timed_training(task: Any, model: nn.Module, hooks: Sequence[TrainingHook] = 
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     total = warmup + steps
     n = len(task.train)
     bs = min(task.recipe.batch_size, n)
@@ -426,7 +419,7 @@ def iterations_to_insert(task: Any, method: TraceabilityMethod, key: Key, model:
     the zoo's marked models, and checked every ``check_every`` iterations (default
     :func:`default_check_every`). Post-training methods: ``method.embed`` (0 iterations).
     ``max_steps`` caps the budget (default and maximum: the full training)."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model = model.to(device)
     prepare = getattr(task, "prepare", None)
     if method.tags.insertion == "post-training":
@@ -621,7 +614,7 @@ def training_footprint(task: Any, model: nn.Module, hook: Any = None, *, device:
                        seed: int = 0) -> Footprint:
     """The memory of one batch iteration of :func:`nnw.training.train` on ``model`` with ``hook``
     (see the module docstring): one full ``train()`` run of a single iteration is made."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model = model.to(device)
     hooks = _resolve_hooks(hook, model)
     bs = min(task.recipe.batch_size, len(task.train))
@@ -655,7 +648,7 @@ def training_footprint(task: Any, model: nn.Module, hook: Any = None, *, device:
 # ---------------------------------------------------------------------------------------------
 def inference_time(model: nn.Module, x: torch.Tensor, *, rounds: int = 5, warmup: int = 1) -> float:
     """Median seconds of one inference ``model(x)`` (eval mode, no grad; the mode is restored)."""
-    device = _model_device(model)
+    device = model_device(model)
     x = x.to(device)
     was_training = model.training
     model.eval()
@@ -680,7 +673,7 @@ def run_detection(method: TraceabilityMethod, model: nn.Module, key: Key, prepar
     det = method.detect(model, key, prepare=prepare)
     if decode and method.tags.decodes:
         det.details.setdefault("cost_decoded_ber", method.decode(model, key).ber)
-    synchronize(_model_device(model))
+    synchronize(model_device(model))
     return det
 
 
@@ -709,14 +702,14 @@ def detection_cost(method: TraceabilityMethod, model: nn.Module, key: Key, prepa
         t1 = time.perf_counter()
         if method.tags.decodes:
             method.decode(model, key)
-            synchronize(_model_device(model))
+            synchronize(model_device(model))
         t2 = time.perf_counter()
         if i >= warmup:
             times.append(t1 - t0)
             dec_times.append(t2 - t1)
     if cold:
         key.cache.clear()
-    _, mem = peak_memory(lambda: run_detection(method, model, key, prepare), _model_device(model))
+    _, mem = peak_memory(lambda: run_detection(method, model, key, prepare), model_device(model))
     return DetectionCost(statistics.median(times), min(times), rounds, mem, det,
                          statistics.median(dec_times) if method.tags.decodes else None)
 
@@ -733,7 +726,7 @@ def insertion(method: TraceabilityMethod, model: nn.Module, *, seed: int,
         marked = model
     else:
         marked = method.embed(model, key)
-    synchronize(_model_device(marked))
+    synchronize(model_device(marked))
     return marked, key
 
 

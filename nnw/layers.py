@@ -25,6 +25,15 @@ WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 def weight_layers(model: nn.Module) -> dict[str, nn.Parameter]:
     """Ordered mapping ``qualified name -> weight`` of the model's conv/linear layers.
 
@@ -99,6 +108,7 @@ def num_weights(layers: dict[str, torch.Tensor]) -> int:
 
 
 __all__ = [
+    "model_device",
     "WEIGHT_LAYER_TYPES",
     "weight_layers",
     "resolve_layers",

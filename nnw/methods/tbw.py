@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from nnw.data.triggers import make_trigger_set
-from nnw.metrics.rates import binomial_sf
 from nnw.hooks import TrainContext, TrainingHook
+from nnw.layers import model_device
 from nnw.methods.base import (
     Detection,
     Key,
@@ -44,6 +44,7 @@ from nnw.methods.base import (
     default_prepare,
 )
 from nnw.methods.keys import model_signature, to_jsonable
+from nnw.metrics.rates import binomial_sf
 
 DEFAULTS: dict[str, Any] = {
     "n_triggers": 100,
@@ -125,7 +126,7 @@ class TBW(TraceabilityMethod):
         prepare = prepare or default_prepare
         x = key.tensors["triggers"]
         C = int(key.config["num_classes"])
-        device = _device(model)
+        device = model_device(model)
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
@@ -167,14 +168,6 @@ class TBW(TraceabilityMethod):
             p_value=p_value,
             details={"share": share, "matches": matches, "n": n, "num_classes": C},
         )
-
-
-def _device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def _config(config: Mapping[str, Any] | None) -> dict[str, Any]:
