@@ -111,7 +111,8 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
     """Every applicable case of the profile for the given method objects, by property."""
     from nnw.modifications import parse_modification
 
-    out: dict[str, list[Case]] = {k: [] for k in ("imperceptibility", "robustness", "false_alarms", "overwriting",
+    out: dict[str, list[Case]] = {k: [] for k in ("imperceptibility", "robustness", "false_alarms", "cross_actor",
+                                                   "overwriting",
                                                    "fingerprint_unicity", "fingerprint_robustness", "integrity")}
     mods = [parse_modification(n) for n in modifications(profile)]
     for method in methods:
@@ -147,6 +148,8 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                                                         None if mod is None else mod.name, None,
                                                         _tid(method.name, task, label, "unmodified" if mod is None else mod.id),
                                                         group))
+                    out["cross_actor"].append(Case("cross_actor", method.name, task, cfg, None, None,
+                                                   _tid(method.name, task, label, "cross-Actor"), group))
                 if tags.multi_mark and "overwriting" in profile.data["methods"].get(method.name, {}):
                     cfg, label = rob_cfgs[0]
                     out["overwriting"].append(Case("overwriting", method.name, task, cfg, None, "F4",
@@ -177,3 +180,9 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                     out["fingerprint_robustness"].append(Case("fingerprint_robustness", method.name, task, cfg,
                                                               mod.name, None, _tid(method.name, task, mod.id), group))
     return out
+
+
+def family_size(profile: Profile, method, prop: str) -> int:
+    """How many clauses of property ``prop`` the profile defines for ``method``: the size of the
+    family a multiple-testing correction divides its level by (whatever ``-k`` selects)."""
+    return len(build_cases(profile, [method])[prop])

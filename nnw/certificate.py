@@ -51,6 +51,32 @@ def _method_info(method) -> dict[str, Any]:
             "tags": tags}
 
 
+CONFORMANT, WITH_DEVIATIONS, NOT_CONFORMANT, INCOMPLETE = (
+    "conformant", "conformant with declared deviations", "not conformant", "incomplete")
+# pytest's own statuses: 0 all passed, 1 tests failed; 6 is the suite's "incomplete"
+EXIT_STATUS = {CONFORMANT: 0, WITH_DEVIATIONS: 0, NOT_CONFORMANT: 1, INCOMPLETE: 6}
+
+
+def grade(clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    """The certificate's grade: "not conformant" when any clause failed; "incomplete" when any clause
+    could not be decided (inconclusive, not assessed); "conformant with declared deviations" when
+    declared known failures remain; else "conformant"."""
+    verdicts = Counter(c["verdict"] for c in clauses)
+    if verdicts.get("fail"):
+        g = NOT_CONFORMANT
+    elif verdicts.get("inconclusive") or verdicts.get("not assessed"):
+        g = INCOMPLETE
+    elif verdicts.get("known failure"):
+        g = WITH_DEVIATIONS
+    else:
+        g = CONFORMANT
+    deviations = [{"clause": c.get("clause"), "nodeid": c.get("nodeid"), "method": c.get("method"),
+                   "reason": c.get("known_failure_reason", "declared known failure")}
+                  for c in clauses if c["verdict"] == "known failure"]
+    undecided = [c.get("nodeid") for c in clauses if c["verdict"] in ("inconclusive", "not assessed")]
+    return {"grade": g, "exit_status": EXIT_STATUS[g], "deviations": deviations, "undecided": undecided}
+
+
 def build_certificate(profile, methods: Iterable, device: str, clauses: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
@@ -67,7 +93,8 @@ def build_certificate(profile, methods: Iterable, device: str, clauses: list[dic
         "methods": [_method_info(m) for m in methods],
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": device},
         "seeds": {"model_seeds": profile.model_seeds, "key_seeds": profile.key_seeds},
-        "summary": {"verdict": "fail" if counts.get("fail") else "pass", "counts": dict(sorted(counts.items()))},
+        "summary": {"verdict": "fail" if counts.get("fail") else "pass" if set(counts) <= {"pass", "not applicable",
+                    "known failure"} else "incomplete", "counts": dict(sorted(counts.items())), **grade(clauses)},
         "clauses": clauses,
     }
 

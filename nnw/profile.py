@@ -14,6 +14,17 @@ from pathlib import Path
 from typing import Any
 
 BUILTIN = ("embedded", "spec")
+DECISION_DEFAULTS: dict[str, Any] = {
+    "family_alpha": 0.01,            # chance that a calibrated method fails any clause of one property
+    "confidence": 0.95,              # of every interval reported
+    "power_target": 0.9,             # a pass needs this power against the alternative below
+    "nominal_false_alarm_rate": 0.05,
+    "false_alarm_power_at": 0.10,    # alternative: a detector at twice the nominal rate
+    "null_keys": 200,                # Keys of other Actors read on each never-marked model
+    "max_miss_rate": 0.0,            # §8: the mark is found wherever the Modified model is useful
+    "miss_rate_power_at": 0.5,       # alternative: a method that misses half the useful marked models
+    "noninferiority_margin": 0.10,   # relative loss of the task measure (Impact bound 10 %)
+}
 _REQUIRED = ("name", "model_seeds", "key_seeds", "tasks", "methods", "modifications", "thresholds")
 
 
@@ -46,6 +57,12 @@ class Profile:
     @property
     def other_tasks(self) -> list[str]:
         return list(self.data.get("other_tasks", []))
+
+    @property
+    def decisions(self) -> dict[str, Any]:
+        """The suite's decision policies (:mod:`nnw.checks.decision`): levels, margins, power targets,
+        the number of null Keys. Defaults apply to fields a profile leaves out."""
+        return {**DECISION_DEFAULTS, **self.data.get("decisions", {})}
 
     def method_grid(self, method: str, section: str) -> dict[str, list]:
         return dict(self.data["methods"].get(method, {}).get(section, {}))

@@ -19,6 +19,7 @@ CASE_FIXTURES = {
     "imperceptibility_case": "imperceptibility",
     "robustness_case": "robustness",
     "false_alarm_case": "false_alarms",
+    "cross_actor_case": "cross_actor",
     "overwriting_case": "overwriting",
     "fingerprint_unicity_case": "fingerprint_unicity",
     "fingerprint_robustness_case": "fingerprint_robustness",
@@ -169,7 +170,7 @@ def nnw_zoo(pytestconfig, nnw_profile, nnw_device):
 @pytest.fixture
 def record_clause(request):
     """Record a ClauseResult for the certificate and report, then fail the test if the clause failed."""
-    from nnw.checks.result import FAIL
+    from nnw.checks.result import FAIL, INCONCLUSIVE, NOT_ASSESSED
 
     def record(result):
         data = result.as_dict()
@@ -182,6 +183,8 @@ def record_clause(request):
         _allure(request, result, case)
         if result.verdict == FAIL:
             pytest.fail(f"{result.clause} — {result.title}: {result.message}", pytrace=False)
+        if result.verdict in (INCONCLUSIVE, NOT_ASSESSED):  # not a pass: the grade becomes "incomplete"
+            pytest.skip(f"{result.verdict.upper()}: {result.clause} — {result.title}: {result.message}")
         return result
 
     return record
@@ -274,6 +277,11 @@ class ClauseCollector:
 
         self.certificate_path = write_certificate(self.config, self.clauses)
         _allure_certificate(self.config, self.certificate_path)
+        from nnw.certificate import EXIT_STATUS, grade
+
+        status = EXIT_STATUS[grade(self.clauses)["grade"]]
+        if status and session.exitstatus == 0:  # the exit status follows the grade (README: Grades)
+            session.exitstatus = status
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         if hasattr(config, "workerinput") or not self.clauses:

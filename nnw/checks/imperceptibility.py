@@ -1,59 +1,78 @@
 """Imperceptibility (NNW-TEC §7.2.5, §7.3.4, §7.4.4; Tables 2, 3, 12, 17; MPAI-NNW V1 procedure 1).
 
-Impact = |P_uwm − P_wm| / P_uwm × 100 (eq. 1) between the unmarked model and its marked version
-(same model seed, same training trunk). A difference inside the seed-to-seed spread of the M
-unmarked models is training noise, not impact: the clause passes when, for every key, the mark is
-detected right after insertion and Impact ≤ the profile's bound *or* |P_uwm − P_wm| ≤ that spread.
+The population: the marked versions of model seed s are paired with the unmarked model of seed s
+(same seed, same training trunk). Each row gives Impact = |P_uwm − P_wm| / P_uwm × 100 (eq. 1) for
+its pair. The verdict compares populations (:func:`nnw.checks.decision.non_inferiority`): the mean
+relative loss of the task measure, with its standard error (between model seeds, and at least
+the test-set noise of each estimate), is tested against the profile's margin: non-inferior
+(pass), inferior (fail) or inconclusive. Every marked model must also be detected right after
+insertion (read blind): a mark that is not there is not imperceptible, it is absent.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from nnw.checks.common import fmt
-from nnw.checks.result import FAIL, PASS, ClauseResult
+from nnw.checks.decision import FAIL, Pair, binomial_se, non_inferiority
+from nnw.checks.population import campaign
+from nnw.checks.result import ClauseResult
 from nnw.metrics import impact
 
+CLAUSES = {"NCT": "NNW-TEC §7.2.5", "RTW": "NNW-TEC §7.3.4", "TBW": "NNW-TEC §7.4.4"}
+_ORDER = {"fail": 0, "inconclusive": 1, "not assessed": 2, "pass": 3}
 
-def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any], *, key_seeds: Sequence[int],
-                           model_seeds: Sequence[int], bound_percent: float, marked_seed: int = 0,
-                           table: str | None = None) -> ClauseResult:
+
+def _se(task, key: str, value: float) -> float | None:
+    """Standard error of a task measure from the test-set size (top-1: binomial); None where the
+    measure's sampling distribution is not modelled (then the between-seed spread alone is used)."""
+    if key == "top1":
+        return binomial_se(value, int(task.test.y.shape[0]))
+    return None
+
+
+def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any], *,
+                           key_seeds: Sequence[int] | None = None, table: str | None = None) -> ClauseResult:
     task = zoo.task(task_name)
     keys = task.performance_keys
-    unmarked = {s: zoo.unmarked(task_name, s)[1]["performance"] for s in model_seeds}
-    spread = {k: max(p[k] for p in unmarked.values()) - min(p[k] for p in unmarked.values()) for k in keys}
-    p_uwm = unmarked[marked_seed] if marked_seed in unmarked else zoo.unmarked(task_name, marked_seed)[1]["performance"]
-    rows, failures = [], []
-    for d in key_seeds:
-        m = zoo.marked(task_name, method, config, marked_seed, d)
-        p_wm = m.record["performance"]
-        det = m.record["detection"]
-        row: dict[str, Any] = {"key_seed": d, "detected": det["present"], "score": det["score"],
-                               "p_value": det["p_value"]}
+    pol = zoo.profile.decisions
+    wanted = set(zoo.profile.key_seeds if key_seeds is None else key_seeds)
+    camp = (campaign(zoo, method, task_name, config, None) if key_seeds is None else
+            campaign(zoo, method, task_name, config, None, key_seeds=list(key_seeds), null=False))
+    rows: list[dict[str, Any]] = []
+    pairs: dict[str, list[Pair]] = {k: [] for k in keys}
+    for r in camp["marked"]:
+        if r["key_seed"] not in wanted:
+            continue
+        s = r["model_seed"]
+        p_uwm = zoo.unmarked(task_name, s)[1]["performance"]
+        p_wm = r["perf"]
+        row: dict[str, Any] = {"model_seed": s, "key_seed": r["key_seed"], "detected": r["detected"],
+                               "score": r["score"], "p_value": r["p_value"]}
         for k in keys:
-            imp = impact(p_uwm[k], p_wm[k])
-            within = abs(p_uwm[k] - p_wm[k]) <= spread[k]
-            row.update({f"{k}_uwm": p_uwm[k], f"{k}_wm": p_wm[k], f"impact_{k}": imp, f"within_spread_{k}": within})
-            if imp > bound_percent and not within:
-                failures.append(f"key {d}: Impact on {k} = {imp:.2f}% > bound {bound_percent}% and outside the "
-                                f"seed-to-seed spread {spread[k]:.4g} (P_uwm {p_uwm[k]:.4g}, P_wm {p_wm[k]:.4g})")
-        if not det["present"]:
-            failures.append(f"key {d}: mark not detected right after insertion (score {fmt(det['score'])}, "
-                            f"threshold {fmt(det['threshold'])}, p {fmt(det['p_value'])})")
+            row.update({f"{k}_uwm": p_uwm[k], f"{k}_wm": p_wm[k], f"impact_{k}": impact(p_uwm[k], p_wm[k])})
+            pairs[k].append(Pair(s, p_uwm[k], p_wm[k], _se(task, k, p_uwm[k]), _se(task, k, p_wm[k])))
         rows.append(row)
+    decisions = {k: non_inferiority(pairs[k], margin=float(pol["noninferiority_margin"]),
+                                    confidence=float(pol["confidence"]), what=k) for k in keys}
+    worst = min(decisions.values(), key=lambda d: _ORDER[d.verdict])
+    verdict, message = worst.verdict, "; ".join(f"{k}: {d.message}" for k, d in decisions.items())
+    undetected = [r for r in rows if not r["detected"]]
+    if undetected:
+        verdict = FAIL
+        message = (f"{len(undetected)} of {len(rows)} marked models not detected right after insertion "
+                   f"(e.g. seed {undetected[0]['model_seed']} key {undetected[0]['key_seed']}, score "
+                   f"{undetected[0]['score']:.3g}); " + message)
     impacts = {k: [r[f"impact_{k}"] for r in rows] for k in keys}
     measured = {"impact_percent": {k: max(v) for k, v in impacts.items()},
+                "impact_mean_percent": {k: sum(v) / len(v) for k, v in impacts.items()},
                 "impact_spread_over_keys": {k: max(v) - min(v) for k, v in impacts.items()},
-                "unmarked_spread": spread, "M": len(model_seeds), "D": len(key_seeds),
-                "detected": sum(r["detected"] for r in rows)}
+                "mean_relative_loss": {k: d.statistic.get("mean_relative_loss") for k, d in decisions.items()},
+                "loss_bounds": {k: [d.statistic.get("lower"), d.statistic.get("upper")] for k, d in decisions.items()},
+                "M": len(zoo.profile.model_seeds), "D": len(wanted), "detected": sum(r["detected"] for r in rows)}
     title = f"Imperceptibility of {method.name} on {task_name} {_cfg(config)}"
-    clause = {"NCT": "NNW-TEC §7.2.5", "RTW": "NNW-TEC §7.3.4", "TBW": "NNW-TEC §7.4.4"}.get(method.name,
-                                                                                        "NNW-NNT Imperceptibility")
-    if failures:
-        return ClauseResult(clause, title, FAIL, "; ".join(failures), measured,
-                            {"impact_bound_percent": bound_percent}, rows, table)
-    msg = (f"Impact {', '.join(f'{k} {max(v):.2f}%' for k, v in impacts.items())} (bound {bound_percent}%, "
-           f"unmarked spread {', '.join(f'{k} {v:.4g}' for k, v in spread.items())}); detected with all {len(rows)} keys")
-    return ClauseResult(clause, title, PASS, msg, measured, {"impact_bound_percent": bound_percent}, rows, table)
+    threshold = {"noninferiority_margin_percent": 100 * float(pol["noninferiority_margin"]),
+                 "confidence": float(pol["confidence"])}
+    return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Imperceptibility"), title, verdict, message, measured,
+                        threshold, rows, table, decision={k: d.as_dict() for k, d in decisions.items()})
 
 
 def _cfg(config: Mapping[str, Any]) -> str:

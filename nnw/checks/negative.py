@@ -1,53 +1,62 @@
-"""Negative controls: false alarms (IEEE 3304: record the false alarm rate; NNW-NNT: M unmarked
-models × (D + 1) payloads).
+"""Negative controls (IEEE 3304: record the false alarm rate; NNW-NNT: M unmarked models).
 
-The detector, with each of the D keys, is run on the M unmarked (independently trained) models —
-after the same Modification when one is given — and on marked models with the *other* keys.
-None of these carries the mark. A detector at significance α may raise false alarms at rate α, so
-the clause fails only when the observed rate is *significantly* above the nominal α: the lower
-Clopper–Pearson bound of the false-alarm rate exceeds α. A detector that always says "present"
-fails; a calibrated one passes.
+**False alarms.** A calibrated null: each of the M never-marked models (after the same
+Modification when one is given) is read blind with ``null_keys`` Keys of other Actors
+(:mod:`nnw.checks.population`), pooled over the M models. A detector at significance α raises
+false alarms at rate α; the clause fails when the rate is significantly above the nominal rate
+(exact binomial, one-sided), at the level ``family_alpha`` divided by the number of false-alarm
+clauses the profile defines for the method (Bonferroni), so a calibrated method passes all of them
+with probability ≥ 1 − family_alpha. A pass needs power ≥ ``power_target`` against
+``false_alarm_power_at`` (twice the nominal rate by default).
+
+**Cross-Actor interference** (a separate clause): each marked model read with the Keys of the
+other Actors (the null Keys) must not report their marks, same rule.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from nnw.checks.common import detection_row, unmarked_identity
-from nnw.checks.result import FAIL, PASS, ClauseResult
-from nnw.metrics import false_alarm_rate
+from nnw.checks.decision import excess_rate
+from nnw.checks.population import campaign
+from nnw.checks.result import ClauseResult
+
+
+def _decide(zoo, rows, clauses_in_family: int, what: str):
+    pol = zoo.profile.decisions
+    return excess_rate(sum(r["detected"] for r in rows), len(rows), nominal=float(pol["nominal_false_alarm_rate"]),
+                       alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
+                       power_at=float(pol["false_alarm_power_at"]), target_power=float(pol["power_target"]),
+                       what=what, confidence=float(pol["confidence"]))
+
+
+def _measured(decision, rows, zoo) -> dict[str, Any]:
+    st = decision.statistic
+    return {"false_alarms": st.get("k", 0), "negatives": st.get("n", 0), "false_alarm_rate": st.get("rate"),
+            "false_alarm_ci": st.get("ci", [0.0, 1.0]), "p_value": st.get("p_value"),
+            "power": decision.power.get("power"), "max_score": max((r["score"] for r in rows), default=None),
+            "M": len(zoo.profile.model_seeds)}
 
 
 def check_false_alarms(zoo, method, task_name: str, config: Mapping[str, Any], modification=None, *,
-                       key_seeds: Sequence[int], model_seeds: Sequence[int], nominal: float,
-                       marked_seed: int = 0, confidence: float = 0.95) -> ClauseResult:
-    task = zoo.task(task_name)
-    keys = {d: zoo.marked(task_name, method, config, marked_seed, d) for d in key_seeds}
-    rows = []
-    for s in model_seeds:
-        model, _ = zoo.unmarked(task_name, s)
-        if modification is not None:
-            identity = unmarked_identity(task_name, s)
-            model = zoo.modified(task_name, model, modification, seed=1000 + s, identity=identity,
-                                 method=method, key=keys[key_seeds[0]].key)
-        for d, m in keys.items():
-            rows.append({"model": f"unmarked seed {s}", "key_seed": d, **detection_row(method, model, m.key, task)})
-    if modification is None:  # marked models read with another actor's key
-        for d, m in keys.items():
-            for d2, other in keys.items():
-                if d2 != d:
-                    rows.append({"model": f"marked key {d}", "key_seed": d2,
-                                 **detection_row(method, m.model, other.key, task)})
-    fa = false_alarm_rate(sum(r["detected"] for r in rows), len(rows), confidence=confidence)
-    measured = {"false_alarms": fa.k, "negatives": fa.n, "false_alarm_rate": fa.value,
-                "false_alarm_ci": [fa.low, fa.high], "max_score": max(r["score"] for r in rows)}
+                       clauses_in_family: int = 1) -> ClauseResult:
+    rows = campaign(zoo, method, task_name, config, modification)["null"]
+    decision = _decide(zoo, rows, clauses_in_family, "false alarm")
+    measured = _measured(decision, rows, zoo)
+    measured["null_keys_per_model"] = int(zoo.profile.decisions["null_keys"])
     what = "unmodified" if modification is None else f"after {modification.name}"
     title = f"False alarms of {method.name} on never-marked {task_name} models ({what})"
-    threshold = {"nominal_false_alarm_rate": nominal, "confidence": confidence}
-    clause = "IEEE 3304 false alarm rate"
-    if fa.low > nominal:
-        return ClauseResult(clause, title, FAIL,
-                            f"{fa.k}/{fa.n} false alarms: rate {fa.value:.2f}, {int(confidence * 100)}% CI "
-                            f"[{fa.low:.3f}, {fa.high:.3f}] lies above the nominal {nominal}", measured, threshold, rows)
-    return ClauseResult(clause, title, PASS, f"{fa.k}/{fa.n} false alarms (rate {fa.value:.2f}, CI "
-                        f"[{fa.low:.3f}, {fa.high:.3f}]) — consistent with the nominal {nominal}",
-                        measured, threshold, rows)
+    threshold = {"nominal_false_alarm_rate": decision.statistic.get("nominal"), "level": decision.statistic.get("alpha"),
+                 "clauses_in_family": clauses_in_family}
+    return ClauseResult("IEEE 3304 false alarm rate", title, decision.verdict, decision.message, measured, threshold,
+                        rows, decision=decision.as_dict())
+
+
+def check_cross_actor(zoo, method, task_name: str, config: Mapping[str, Any], *,
+                      clauses_in_family: int = 1) -> ClauseResult:
+    rows = campaign(zoo, method, task_name, config, None)["cross"]
+    decision = _decide(zoo, rows, clauses_in_family, "cross-Actor detection")
+    title = f"Cross-Actor interference of {method.name} on marked {task_name} models"
+    threshold = {"nominal_false_alarm_rate": decision.statistic.get("nominal"), "level": decision.statistic.get("alpha"),
+                 "clauses_in_family": clauses_in_family}
+    return ClauseResult("NNW-NNT cross-Actor interference", title, decision.verdict, decision.message,
+                        _measured(decision, rows, zoo), threshold, rows, decision=decision.as_dict())

@@ -1,6 +1,7 @@
 """The record every conformance check returns: one clause, its verdict and what was measured.
 
-Verdicts: ``pass``, ``fail``, ``not applicable`` (the method's tags exclude the clause, like ONNX's
+Verdicts: ``pass``, ``fail``, ``inconclusive`` and ``not assessed`` (the data cannot decide; see
+:mod:`nnw.checks.decision`), ``not applicable`` (the method's tags exclude the clause, like ONNX's
 "not supposed to implement it") and, added by the plugin, ``known failure`` (declared in the
 submitter's ``--nnw-xfails-file``).
 """
@@ -10,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PASS, FAIL, NOT_APPLICABLE, KNOWN_FAILURE = "pass", "fail", "not applicable", "known failure"
+INCONCLUSIVE, NOT_ASSESSED = "inconclusive", "not assessed"  # neither counts as a pass
 
 
 @dataclass
@@ -22,6 +24,7 @@ class ClauseResult:
     threshold: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     table: str | None = None          # the spec table it reproduces, e.g. "10"
+    decision: dict[str, Any] | None = None  # the rule, its statistic and its power (nnw.checks.decision)
 
     @property
     def passed(self) -> bool:

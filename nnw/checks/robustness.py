@@ -1,72 +1,92 @@
 """Robustness (NNW-TEC §7.2.6, §7.3.5, §7.4.5; Tables 4–11, 13–16, 18–21; NNW-NNT procedure).
 
-For each key: apply the Modification to the marked model, measure the task error
-(eq. 2, relative to the unmodified marked model) and the detection figure. §8: "the mark can be
-extracted before the performance of the Modified models drops" — so the mark must be detected in
-every row where the Modified model is still useful (error ≤ the profile's tolerance); rows where
-the model is already broken are recorded, not asserted. Decoding methods also report BER/SER.
+On the whole population (M model seeds × D marked versions, :mod:`nnw.checks.population`) each
+marked model is Modified, evaluated and read blind with its Key. §8: "the mark can be extracted
+before the performance of the Modified models drops", so each marked model is
+
+- *detected* or *missed* when the Modified model is still useful: its task measure did not drop by
+  more than the profile's tolerance relative to the marked model (eq. 2; a model that *improved*
+  is useful);
+- *not assessable* when it dropped by more.
+
+Decision (:func:`nnw.checks.decision.excess_rate`): fail when the missed-detection rate among the
+assessable models is significantly above the profile's ``max_miss_rate``; pass only with the
+stated power against ``miss_rate_power_at``; *not assessed* when no model is assessable.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from nnw.checks.common import detection_row, fmt, marked_identity, worst_relative_error
+from nnw.checks.common import fmt
+from nnw.checks.decision import excess_rate
 from nnw.checks.overwriting import actor_recovery
-from nnw.checks.result import FAIL, PASS, ClauseResult
-from nnw.metrics import missed_detection_rate
+from nnw.checks.population import campaign
+from nnw.checks.result import ClauseResult
 
 CLAUSES = {"NCT": "NNW-TEC §7.2.6", "RTW": "NNW-TEC §7.3.5", "TBW": "NNW-TEC §7.4.5"}
 
 
+def degradation(perf: Mapping[str, float], ref: Mapping[str, float], keys) -> float:
+    """The worst relative *drop* of the task measures (eq. 2 signed; every Table 1 measure is
+    higher-is-better): negative when the Modified model improved."""
+    return max((ref[k] - perf[k]) / ref[k] for k in keys)
+
+
 def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], modification, *,
-                     key_seeds: Sequence[int], tolerance: float, marked_seed: int = 0,
-                     table: str | None = None) -> ClauseResult:
+                     tolerance: float, clauses_in_family: int = 1, table: str | None = None) -> ClauseResult:
     task = zoo.task(task_name)
-    rows, failures = [], []
-    for d in key_seeds:
-        m = zoo.marked(task_name, method, config, marked_seed, d)
-        identity = marked_identity(task_name, method, config, marked_seed, d)
-        stages = None
-        if modification.family == "overwriting":  # §7.2.6: which Actors are recovered after each later mark
-            stages = zoo.overwritten(task_name, m.model, modification, seed=d, identity=identity, method=method,
-                                     key=m.key)
-            modified = stages[-1][0]
-        else:
-            modified = zoo.modified(task_name, m.model, modification, seed=d, identity=identity, method=method,
-                                    key=m.key)
-        perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.cache_id, "seed": d})
-        err = worst_relative_error(perf, m.record["performance"], task.performance_keys)
-        row = {"key_seed": d, "error_percent": 100 * err, "useful": err <= tolerance, **perf,
-               **detection_row(method, modified, m.key, task)}
-        if stages is not None:
+    pol = zoo.profile.decisions
+    camp = campaign(zoo, method, task_name, config, modification)
+    rows = []
+    for r in camp["marked"]:
+        drop = degradation(r["perf"], r["perf_ref"], task.performance_keys)
+        row = {k: v for k, v in r.items() if k not in ("perf", "perf_ref")}
+        row.update(r["perf"])
+        row.update(error_percent=100 * drop, useful=drop <= tolerance)
+        row["outcome"] = ("not assessable" if not row["useful"] else "detected" if row["detected"] else "missed")
+        stages = camp["stages"].get((r["model_seed"], r["key_seed"]))
+        if stages is not None:  # §7.2.6: which Actors are recovered after each later mark
+            m = zoo.marked(task_name, method, config, r["model_seed"],
+                           _key_seed(r["model_seed"], r["key_seed"]))
             row["actors"] = actor_recovery(method, task, [(m.model, m.key)] + stages)
         rows.append(row)
-        if row["useful"] and not row["detected"]:
-            failures.append(f"key {d}: mark not detected after {modification.name} while the model is still useful "
-                            f"(error {100 * err:.2f}% ≤ {100 * tolerance:g}%; score {fmt(row['score'])}, "
-                            f"threshold {fmt(row['threshold'])}, p {fmt(row['p_value'])})")
     useful = [r for r in rows if r["useful"]]
-    missed = missed_detection_rate(sum(not r["detected"] for r in useful), len(useful))
+    misses = [r for r in useful if not r["detected"]]
+    decision = excess_rate(len(misses), len(useful), nominal=float(pol["max_miss_rate"]),
+                           alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
+                           power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
+                           what="missed detection", confidence=float(pol["confidence"]))
     measured = {"error_percent": [r["error_percent"] for r in rows], "detected": [r["detected"] for r in rows],
-                "score": [r["score"] for r in rows], "useful_rows": len(useful),
-                "missed_detection_rate": missed.value, "missed_detection_ci": [missed.low, missed.high]}
+                "score": [r["score"] for r in rows], "population": len(rows), "useful_rows": len(useful),
+                "not_assessable": len(rows) - len(useful), "missed": len(misses),
+                "missed_detection_rate": decision.statistic.get("rate"),
+                "missed_detection_ci": decision.statistic.get("ci", [0.0, 1.0]),
+                "M": len(zoo.profile.model_seeds), "D": len(zoo.profile.key_seeds)}
     if any("actors" in r for r in rows):
-        measured["actors_recovered_at_end"] = [len(r["actors"][-1]["recovered"]) for r in rows]
+        measured["actors_recovered_at_end"] = [len(r["actors"][-1]["recovered"]) for r in rows if "actors" in r]
     if len(rows) > 1:
         measured["score_spread_over_keys"] = max(measured["score"]) - min(measured["score"])
     if method.tags.decodes:
         measured["ber"] = [r.get("ber") for r in rows]
         measured["ser"] = [r.get("ser") for r in rows]
     title = f"Robustness of {method.name} against {modification.name} on {task_name}"
-    threshold = {"useful_error_tolerance_percent": 100 * tolerance, "detection": _criterion(method)}
-    clause = CLAUSES.get(method.name, "NNW-NNT Robustness")
-    if failures:
-        return ClauseResult(clause, title, FAIL, "; ".join(failures), measured, threshold, rows, table)
+    threshold = {"useful_error_tolerance_percent": 100 * tolerance, "detection": _criterion(method),
+                 "max_miss_rate": pol["max_miss_rate"]}
+    detail = "; ".join(f"seed {r['model_seed']} key {r['key_seed']}: missed (drop {r['error_percent']:.2f}% ≤ "
+                       f"{100 * tolerance:g}%; score {fmt(r['score'])}, threshold {fmt(r['threshold'])}, "
+                       f"p {fmt(r['p_value'])})" for r in misses[:5])
+    message = decision.message + (f" — {detail}" if detail else "")
     if not useful:
-        msg = f"every Modified model is broken (error > {100 * tolerance:g}%): recorded, not asserted"
-    else:
-        msg = f"detected in all {len(useful)} useful Modified models ({len(rows)} keys)"
-    return ClauseResult(clause, title, PASS, msg, measured, threshold, rows, table)
+        message = (f"every one of the {len(rows)} Modified marked models dropped by more than {100 * tolerance:g}%: "
+                   "nothing to assess")
+    return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Robustness"), title, decision.verdict, message, measured,
+                        threshold, rows, table, decision=decision.as_dict())
+
+
+def _key_seed(s: int, d: int) -> int:
+    from nnw.checks.campaign import population_key_seed
+
+    return population_key_seed(s, d)
 
 
 def _criterion(method) -> str:

@@ -1,0 +1,140 @@
+"""Blind detection: every detection of the population goes through one runner (the method is untrusted).
+
+For one (task, method, configuration, Modification value) the *campaign* is the whole population
+the standard prescribes (NNW-NNT: M unmarked models, each with D marked versions), read three ways:
+
+- ``marked``: each of the M × D marked models, Modified, read with its own Key (robustness);
+- ``null``: each of the M never-marked models, Modified the same way, read with ``null_keys`` Keys
+  of other Actors — drawn on *another* model of the population (a donor) and, when the method can
+  insert after training, inserted there (false alarms, IEEE 3304);
+- ``cross``: each marked model read with null Keys of other Actors (cross-Actor interference),
+  unmodified campaigns only.
+
+The method never learns which kind of read it serves: the runner hands it a fresh copy of the
+model under an opaque id, in an order shuffled with a seed, through the same call site. After each
+call it checks the model's digest (a method that changes what it is given fails with a clear
+message) and that the Detection holds a finite score and a boolean verdict.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from nnw.methods.base import Key
+
+
+class MethodMisbehaved(Exception):
+    """The method under test broke the protocol (changed its input, returned a non-finite score, ...)."""
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        t = t.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        h.update(str(t.dtype).encode())
+        h.update(np.ascontiguousarray(t.contiguous().view(torch.uint8).numpy() if t.dtype == torch.bfloat16
+                                      else t.contiguous().numpy()).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Read:
+    """One detection to run: ``model`` read with ``key``; ``info`` is the suite's bookkeeping (never shown)."""
+    model: torch.nn.Module
+    key: Key
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_bool(present: Any) -> bool | None:
+    if isinstance(present, (bool, np.bool_)):
+        return bool(present)
+    if torch.is_tensor(present) and present.numel() == 1 and present.dtype == torch.bool:
+        return bool(present.item())
+    return None
+
+
+def run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed: int,
+              decode: bool = False) -> list[dict[str, Any]]:
+    """Run every read through ``method.detect`` (and ``decode`` for decoding methods), blind.
+
+    Returns one row per read, in the order of ``reads``: its ``info`` plus ``detected``, ``score``,
+    ``threshold``, ``p_value`` (and ``ber``/``actor``/``payload_valid``/``ser`` when decoding).
+    Raises :class:`MethodMisbehaved` when the method changes a model or returns an invalid Detection.
+    """
+    order = list(range(len(reads)))
+    random.Random(seed).shuffle(order)
+    digests: dict[int, str] = {}
+    rows: list[dict[str, Any] | None] = [None] * len(reads)
+    for position, i in enumerate(order):
+        read = reads[i]
+        ref = id(read.model)
+        if ref not in digests:
+            digests[ref] = model_digest(read.model)
+        work = copy.deepcopy(read.model)  # a fresh copy: the method can keep or break it, the suite's stays intact
+        key = read.key.copy() if hasattr(read.key, "copy") else copy.deepcopy(read.key)
+        opaque = f"model-{seed:x}-{position}"
+        setattr(work, "_nnw_id", opaque)
+        det = method.detect(work, key, prepare=prepare)
+        present = _as_bool(getattr(det, "present", None))
+        if present is None:
+            raise MethodMisbehaved(f"{method.name}.detect returned present={getattr(det, 'present', None)!r}: "
+                                   "a Detection's verdict must be a bool")
+        try:
+            score = float(det.score)
+        except (TypeError, ValueError):
+            score = math.nan
+        if not math.isfinite(score):
+            raise MethodMisbehaved(f"{method.name}.detect returned a non-finite score ({det.score!r})")
+        row = {**read.info, "detected": present, "score": score,
+               "threshold": None if det.threshold is None else float(det.threshold),
+               "p_value": None if det.p_value is None else float(det.p_value)}
+        if decode:
+            dec = method.decode(work, key)
+            row.update(ber=None if dec.ber is None else float(dec.ber), actor=dec.actor_id, payload_valid=dec.valid)
+            if "ser" in dec.details:
+                row["ser"] = float(dec.details["ser"])
+        if model_digest(work) != digests[ref]:
+            raise MethodMisbehaved(f"{method.name} changed the model it was given to detect in: a detector must "
+                                   "read the model, never modify it")
+        rows[i] = row
+    return rows  # type: ignore[return-value]
+
+
+def population_key_seed(model_seed: int, key_seed: int) -> int:
+    """The Key seed of the d-th marked version of model seed s: distinct over the population
+    (model seed 0 keeps the profile's key seeds)."""
+    return key_seed + 1000 * model_seed
+
+
+def null_key_seed(model_seed: int, j: int) -> int:
+    """Seeds of the Keys drawn for the null, disjoint from every marking Key of the population."""
+    return 10_000_000 + 100_000 * model_seed + j
+
+
+def null_keys(method, donor: torch.nn.Module, *, model_seed: int, count: int, config) -> list[Key]:
+    """``count`` Keys of other Actors, each drawn on ``donor`` (another model of the population) and,
+    when the method inserts after training, inserted there (so a Key holds what its detector needs)."""
+    can_embed = type(method).embed is not _base_embed()
+    keys = []
+    for j in range(count):
+        key = method.keygen(donor, seed=null_key_seed(model_seed, j), config=dict(config))
+        if can_embed:
+            method.embed(donor, key)  # fills the Key's insertion-time data; the marked copy is dropped
+        keys.append(key)
+    return keys
+
+
+def _base_embed():
+    from nnw.methods.base import TraceabilityMethod
+
+    return TraceabilityMethod.embed

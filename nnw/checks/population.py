@@ -1,0 +1,118 @@
+"""The standard's population for one (task, method, configuration, Modification value).
+
+NNW-NNT: M unmarked models (the profile's ``model_seeds``), each with D marked versions (the
+profile's ``key_seeds``, made distinct per model seed by :func:`population_key_seed`), so
+M × (D + 1) models per Modification value. Every clause reads this whole population, through the
+blind runner of :mod:`nnw.checks.campaign`; the campaign is computed once per process and shared by
+the clauses that read it (robustness, false alarms, cross-Actor interference, imperceptibility).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from nnw.checks.campaign import Read, null_keys, population_key_seed, run_blind
+from nnw.checks.common import marked_identity, unmarked_identity
+
+
+def _memo(zoo) -> dict:
+    memo = getattr(zoo, "_nnw_population_memo", None)
+    if memo is None:
+        memo = {}
+        setattr(zoo, "_nnw_population_memo", memo)
+    return memo
+
+
+def marked_population(zoo, method, task_name: str, config: Mapping[str, Any], key_seeds=None):
+    """``{(s, d): Marked}`` for the M model seeds × D key seeds of the profile (or ``key_seeds``)."""
+    p = zoo.profile
+    return {(s, d): zoo.marked(task_name, method, config, s, population_key_seed(s, d))
+            for s in p.model_seeds for d in (p.key_seeds if key_seeds is None else key_seeds)}
+
+
+def _null_keys(zoo, method, task_name: str, config: Mapping[str, Any], s: int):
+    """Null Keys for never-marked model seed ``s``, drawn on a donor: the next model seed of the profile."""
+    memo = _memo(zoo)
+    k = ("null-keys", task_name, method.name, json.dumps(dict(config), sort_keys=True, default=str), s)
+    if k not in memo:
+        seeds = zoo.profile.model_seeds
+        if len(seeds) > 1:
+            donor, _ = zoo.unmarked(task_name, seeds[(seeds.index(s) + 1) % len(seeds)])
+        else:  # one model seed: a model of the architecture that was never trained on the task
+            donor = zoo.task(task_name).build_model(1_000_003).to(zoo.device).eval()
+        zoo.progress(f"drawing {zoo.profile.decisions['null_keys']} null Keys of {method.name} for "
+                     f"{task_name} seed {s}")
+        memo[k] = null_keys(method, donor, model_seed=s, count=int(zoo.profile.decisions["null_keys"]),
+                            config=config)
+    return memo[k]
+
+
+def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modification=None, *,
+             key_seeds=None, null: bool = True) -> dict[str, Any]:
+    """All detections for one Modification value (``None``: unmodified), run blind and memoized.
+
+    ``key_seeds`` restricts the marked versions (default: the profile's D); ``null=False`` leaves
+    out the never-marked and cross-Actor reads (configurations judged on imperceptibility only).
+
+    Returns ``{"marked": rows, "null": rows, "cross": rows, "stages": {(s, d): stages}}``; marked rows
+    carry ``model_seed``, ``key_seed``, the performance of the marked model before and after the
+    Modification (``perf_ref``, ``perf``); null rows ``model_seed``, ``null_key``; cross rows
+    ``model_seed``, ``key_seed`` (the model's) and ``null_key`` (the other Actor's Key read with).
+    """
+    memo = _memo(zoo)
+    mod_id = None if modification is None else modification.cache_id
+    mk = ("campaign", task_name, method.name, json.dumps(dict(config), sort_keys=True, default=str), mod_id,
+          None if key_seeds is None else tuple(key_seeds), null)
+    if mk in memo:
+        return memo[mk]
+    task = zoo.task(task_name)
+    p = zoo.profile
+    population = marked_population(zoo, method, task_name, config, key_seeds)
+    reads: list[Read] = []
+    stages_of: dict = {}
+    for (s, d), m in population.items():
+        identity = marked_identity(task_name, method, config, s, population_key_seed(s, d))
+        model = m.model
+        if modification is not None:
+            if modification.family == "overwriting":
+                stages = zoo.overwritten(task_name, m.model, modification, seed=population_key_seed(s, d),
+                                         identity=identity, method=method, key=m.key)
+                stages_of[(s, d)] = stages
+                model = stages[-1][0]
+            else:
+                model = zoo.modified(task_name, m.model, modification, seed=population_key_seed(s, d),
+                                     identity=identity, method=method, key=m.key)
+            perf = zoo.evaluate(task_name, model, {**identity, "modification": modification.cache_id,
+                                                   "seed": population_key_seed(s, d)})
+        else:
+            perf = m.record["performance"]
+        reads.append(Read(model, m.key, {"kind": "marked", "model_seed": s, "key_seed": d,
+                                         "perf_ref": m.record["performance"], "perf": perf}))
+    for s in (p.model_seeds if null else ()):
+        model, _ = zoo.unmarked(task_name, s)
+        if modification is not None:
+            first = next(m for (s2, _), m in population.items() if s2 == s)
+            model = zoo.modified(task_name, model, modification, seed=1000 + s,
+                                 identity=unmarked_identity(task_name, s), method=method, key=first.key)
+        for j, key in enumerate(_null_keys(zoo, method, task_name, config, s)):
+            reads.append(Read(model, key, {"kind": "null", "model_seed": s, "null_key": j}))
+    if modification is None and null:  # each marked model read with other Actors' Keys: the null Keys of its
+        D = len(population) // len(p.model_seeds)  # seed, dealt out over its D marked versions (M × null_keys reads in all)
+        for (s, d), m in population.items():
+            i = sorted(d2 for (s2, d2) in population if s2 == s).index(d)
+            for j, key in enumerate(_null_keys(zoo, method, task_name, config, s)):
+                if j % D == i:
+                    reads.append(Read(m.model, key, {"kind": "cross", "model_seed": s, "key_seed": d,
+                                                     "null_key": j}))
+    rows = run_blind(method, reads, prepare=task.prepare, seed=_stable_seed(mk), decode=method.tags.decodes)
+    out: dict[str, Any] = {"marked": [], "null": [], "cross": [], "stages": stages_of}
+    for r in rows:
+        out[r.pop("kind")].append(r)
+    memo[mk] = out
+    return out
+
+
+def _stable_seed(parts) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:8], 16)
