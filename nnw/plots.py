@@ -237,7 +237,7 @@ def robustness_series(clauses: Iterable[Any], *, version: str = SPEC_VERSION) ->
             tables.append(str(c["table"]))
         tol = tol if tol is not None else _f((c.get("threshold") or {}).get("useful_error_tolerance_percent"))
         for i, row in enumerate(c.get("rows") or []):
-            key = row.get("key_seed", row.get("model", i))
+            key = (row.get("model_seed", 0), row["key_seed"]) if "key_seed" in row else row.get("model", i)
             keys[key].append((float(x), fig.value(row), _f(row.get("error_percent")),
                               row.get("detected"), row.get("useful")))
             t = fig.threshold(row)

@@ -10,8 +10,9 @@ the standard prescribes (NNW-NNT: M unmarked models, each with D marked versions
 - ``cross``: each marked model read with null Keys of other Actors (cross-Actor interference),
   unmodified campaigns only.
 
-The method never learns which kind of read it serves: the runner hands it a fresh copy of the
-model under an opaque id, in an order shuffled with a seed, through the same call site. After each
+The method never learns which kind of read it serves: the runner hands it a copy of the
+model (checked unchanged after every call), in an order shuffled with a seed, through the same
+call site, in a thread of its own (its stack shows the runner, not the clause). After each
 call it checks the model's digest (a method that changes what it is given fails with a clear
 message) and that the Detection holds a finite score and a boolean verdict.
 """
@@ -35,7 +36,13 @@ class MethodMisbehaved(Exception):
 
 
 def model_digest(model: torch.nn.Module) -> str:
+    """sha256 of a model's state (names, dtypes, bytes); other objects by their canonical JSON."""
     h = hashlib.sha256()
+    if not hasattr(model, "state_dict"):
+        import json
+
+        h.update(json.dumps(model, sort_keys=True, default=repr).encode())
+        return h.hexdigest()
     for name, t in model.state_dict().items():
         h.update(name.encode())
         t = t.detach()
@@ -65,6 +72,16 @@ def _as_bool(present: Any) -> bool | None:
 
 def run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed: int,
               decode: bool = False) -> list[dict[str, Any]]:
+    """Run every read through ``method.detect`` (see :func:`_run_blind`) in a thread of its own, so
+    that the method's call stack holds the runner and nothing of the clause that asked for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnw-detection") as pool:
+        return pool.submit(_run_blind, method, reads, prepare=prepare, seed=seed, decode=decode).result()
+
+
+def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed: int,
+               decode: bool = False) -> list[dict[str, Any]]:
     """Run every read through ``method.detect`` (and ``decode`` for decoding methods), blind.
 
     Returns one row per read, in the order of ``reads``: its ``info`` plus ``detected``, ``score``,
@@ -74,16 +91,17 @@ def run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed: 
     order = list(range(len(reads)))
     random.Random(seed).shuffle(order)
     digests: dict[int, str] = {}
+    copies: dict[int, Any] = {}
     rows: list[dict[str, Any] | None] = [None] * len(reads)
     for position, i in enumerate(order):
         read = reads[i]
         ref = id(read.model)
         if ref not in digests:
             digests[ref] = model_digest(read.model)
-        work = copy.deepcopy(read.model)  # a fresh copy: the method can keep or break it, the suite's stays intact
+        work = copies.get(ref)
+        if work is None:  # the method reads a copy; it is checked after every call, so it stays pristine
+            work = copies[ref] = copy.deepcopy(read.model)
         key = read.key.copy() if hasattr(read.key, "copy") else copy.deepcopy(read.key)
-        opaque = f"model-{seed:x}-{position}"
-        setattr(work, "_nnw_id", opaque)
         det = method.detect(work, key, prepare=prepare)
         present = _as_bool(getattr(det, "present", None))
         if present is None:
@@ -124,7 +142,7 @@ def null_key_seed(model_seed: int, j: int) -> int:
 def null_keys(method, donor: torch.nn.Module, *, model_seed: int, count: int, config) -> list[Key]:
     """``count`` Keys of other Actors, each drawn on ``donor`` (another model of the population) and,
     when the method inserts after training, inserted there (so a Key holds what its detector needs)."""
-    can_embed = type(method).embed is not _base_embed()
+    can_embed = getattr(type(method), "embed", _base_embed()) is not _base_embed()
     keys = []
     for j in range(count):
         key = method.keygen(donor, seed=null_key_seed(model_seed, j), config=dict(config))

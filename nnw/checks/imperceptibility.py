@@ -24,8 +24,9 @@ _ORDER = {"fail": 0, "inconclusive": 1, "not assessed": 2, "pass": 3}
 def _se(task, key: str, value: float) -> float | None:
     """Standard error of a task measure from the test-set size (top-1: binomial); None where the
     measure's sampling distribution is not modelled (then the between-seed spread alone is used)."""
-    if key == "top1":
-        return binomial_se(value, int(task.test.y.shape[0]))
+    test = getattr(task, "test", None)
+    if key == "top1" and test is not None:
+        return binomial_se(value, int(test.y.shape[0]))
     return None
 
 

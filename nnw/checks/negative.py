@@ -46,6 +46,7 @@ def check_false_alarms(zoo, method, task_name: str, config: Mapping[str, Any], m
     what = "unmodified" if modification is None else f"after {modification.name}"
     title = f"False alarms of {method.name} on never-marked {task_name} models ({what})"
     threshold = {"nominal_false_alarm_rate": decision.statistic.get("nominal"), "level": decision.statistic.get("alpha"),
+                 "confidence": decision.statistic.get("confidence"),
                  "clauses_in_family": clauses_in_family}
     return ClauseResult("IEEE 3304 false alarm rate", title, decision.verdict, decision.message, measured, threshold,
                         rows, decision=decision.as_dict())
@@ -57,6 +58,7 @@ def check_cross_actor(zoo, method, task_name: str, config: Mapping[str, Any], *,
     decision = _decide(zoo, rows, clauses_in_family, "cross-Actor detection")
     title = f"Cross-Actor interference of {method.name} on marked {task_name} models"
     threshold = {"nominal_false_alarm_rate": decision.statistic.get("nominal"), "level": decision.statistic.get("alpha"),
+                 "confidence": decision.statistic.get("confidence"),
                  "clauses_in_family": clauses_in_family}
     return ClauseResult("NNW-NNT cross-Actor interference", title, decision.verdict, decision.message,
                         _measured(decision, rows, zoo), threshold, rows, decision=decision.as_dict())

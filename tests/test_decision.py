@@ -1,0 +1,230 @@
+"""The decision rules (nnw/checks/decision.py) and the blind campaign (nnw/checks/campaign.py) on
+simulated populations of known truth, through the real decision code: the power stated in the
+README ("How verdicts are decided") is what these tests measure."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from nnw.cases import family_size
+from nnw.checks import decision as D
+from nnw.checks.campaign import MethodMisbehaved, Read, run_blind
+from nnw.checks.negative import check_false_alarms
+from nnw.checks.robustness import check_robustness
+from nnw.methods.base import Detection
+from nnw.methods.registry import get_method
+from nnw.modifications import parse_modification
+from nnw.profile import load_profile
+
+EMBEDDED = load_profile("embedded")
+
+
+# -- a population of known truth ------------------------------------------------------------------
+class SyntheticDetector:
+    """Detects its own marks always; on anything else says "present" with probability ``rate``
+    (independently per model and Key, from ``trial``): a detector of known false-alarm rate."""
+
+    name, version = "Synthetic", "1"
+    tags = SimpleNamespace(kind="active", insertion="post-training", detects=True, decodes=False,
+                           fingerprints=False, multi_mark=False, tasks=frozenset({"classification"}))
+
+    def __init__(self, rate: float, trial: int = 0, miss_rate: float = 0.0):
+        self.rate, self.trial, self.miss_rate = rate, trial, miss_rate
+
+    def keygen(self, model, *, seed, config):
+        return SimpleNamespace(id=seed)
+
+    def detect(self, model, key, *, prepare=None):
+        u = np.random.default_rng([self.trial, int(key.id), int(model["id"])]).random()
+        present = (u >= self.miss_rate) if key.id in model["marks"] else (u < self.rate)
+        return Detection(present=bool(present), score=float(u), threshold=0.5)
+
+
+class SyntheticZoo:
+    def __init__(self, profile, drop: float = 0.0):
+        self.profile, self.drop = profile, drop
+        self.device, self.progress = torch.device("cpu"), (lambda msg: None)
+
+    def task(self, name):
+        return SimpleNamespace(performance_keys=("top1",), prepare=None)
+
+    def unmarked(self, task, seed):
+        return {"id": seed, "marks": []}, {"performance": {"top1": 0.8}}
+
+    def marked(self, task, method, config, seed, key_seed):
+        return SimpleNamespace(model={"id": 10_000 + key_seed + 97 * seed, "marks": [key_seed]},
+                               key=SimpleNamespace(id=key_seed), record={"performance": {"top1": 0.8}})
+
+    def modified(self, task, model, modification, *, seed, identity, method, key):
+        return model
+
+    def evaluate(self, task, model, identity):
+        return {"top1": 0.8 * (1 - self.drop)}
+
+
+def _fa_verdicts(rate: float, runs: int, profile=EMBEDDED, clauses: int = 1) -> list[str]:
+    out = []
+    for trial in range(runs):
+        res = check_false_alarms(SyntheticZoo(profile), SyntheticDetector(rate, trial), "ResNet8", {"t": trial},
+                                 clauses_in_family=clauses)
+        out.append(res.verdict)
+    return out
+
+
+def test_the_embedded_profile_states_enough_null_keys_for_the_stated_power():
+    """Exact: with the embedded population (M × null_keys reads per clause) and Bonferroni over the
+    profile's false-alarm clauses of the largest family, a detector at twice the nominal rate fails
+    with probability ≥ 0.9, and a calibrated one passes every clause with probability ≥ 0.99."""
+    pol = EMBEDDED.decisions
+    n = len(EMBEDDED.model_seeds) * int(pol["null_keys"])
+    k_max = max(family_size(EMBEDDED, get_method(m), "false_alarms") for m in ("NCT", "RTW", "TBW"))
+    alpha = pol["family_alpha"] / k_max
+    assert pol["false_alarm_power_at"] <= 2 * pol["nominal_false_alarm_rate"]
+    assert D.rate_power(n, pol["nominal_false_alarm_rate"], alpha, pol["false_alarm_power_at"]) >= pol["power_target"] >= 0.9
+    size = D.rate_power(n, pol["nominal_false_alarm_rate"], alpha, pol["nominal_false_alarm_rate"])
+    assert 1 - (1 - size) ** k_max <= pol["family_alpha"]
+
+
+def test_a_detector_at_twice_the_nominal_rate_fails_the_false_alarm_clause():
+    """Through check_false_alarms and the blind runner: a detector at 10 % fails (Monte Carlo over
+    independent populations, at the level of the NCT family of the embedded profile)."""
+    k = family_size(EMBEDDED, get_method("NCT"), "false_alarms")
+    verdicts = _fa_verdicts(0.10, 30, clauses=k)
+    assert verdicts.count("fail") / len(verdicts) >= 0.8  # exact power ≥ 0.9; Monte Carlo slack
+
+
+def test_a_calibrated_detector_passes_the_false_alarm_clause():
+    verdicts = _fa_verdicts(0.05, 20, clauses=family_size(EMBEDDED, get_method("NCT"), "false_alarms"))
+    assert verdicts.count("pass") == len(verdicts)
+
+
+def test_a_lying_detector_fails_and_a_small_null_is_inconclusive():
+    assert set(_fa_verdicts(1.0, 2)) == {"fail"}
+    tiny = load_profile("embedded")
+    small = SimpleNamespace(model_seeds=[0, 1], key_seeds=[0], decisions={**tiny.decisions, "null_keys": 20})
+    (v,) = _fa_verdicts(0.05, 1, profile=small)
+    assert v == "inconclusive"
+
+
+def test_excess_rate_outcomes_and_sample_needed():
+    d = D.excess_rate(0, 0, nominal=0.05, alpha=0.01, power_at=0.1, target_power=0.9, what="false alarm")
+    assert d.verdict == D.NOT_ASSESSED
+    d = D.excess_rate(3, 50, nominal=0.05, alpha=0.01, power_at=0.1, target_power=0.9, what="false alarm")
+    assert d.verdict == D.INCONCLUSIVE and "would decide" in d.message
+    need = D.sample_for_power(0.05, 0.01, 0.1, 0.9)
+    assert D.rate_power(need, 0.05, 0.01, 0.1) >= 0.9 > D.rate_power(need // 2, 0.05, 0.01, 0.1)
+
+
+# -- robustness ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("miss_rate", [0.0, 0.5])
+def test_robustness_rule_power(miss_rate):
+    """max_miss_rate 0: a method that never misses always passes; one that misses half of the useful
+    models fails with probability 1 − 0.5^(M·D) (≥ 0.9 from 4 models on; embedded: 9)."""
+    mod = parse_modification("noise(S=0.01)")
+    verdicts = [check_robustness(SyntheticZoo(EMBEDDED), SyntheticDetector(0.0, t, miss_rate), "ResNet8",
+                                 {"t": t}, mod, tolerance=0.1).verdict for t in range(20)]
+    if miss_rate == 0.0:
+        assert set(verdicts) == {"pass"}
+    else:
+        n = len(EMBEDDED.model_seeds) * len(EMBEDDED.key_seeds)
+        assert 1 - 0.5 ** n >= 0.9 and verdicts.count("fail") >= 17
+
+
+def test_robustness_not_assessed_and_improvement_is_useful():
+    mod = parse_modification("noise(S=0.01)")
+    broken = check_robustness(SyntheticZoo(EMBEDDED, drop=0.5), SyntheticDetector(0.0, 0, 1.0), "ResNet8", {},
+                              mod, tolerance=0.1)
+    assert broken.verdict == "not assessed"  # nothing asserted: never a pass
+    better = check_robustness(SyntheticZoo(EMBEDDED, drop=-0.2), SyntheticDetector(0.0, 0, 1.0), "ResNet8", {},
+                              mod, tolerance=0.1)
+    assert better.verdict == "fail" and all(r["useful"] for r in better.rows)
+
+
+# -- imperceptibility ------------------------------------------------------------------------------
+def _pairs(rng, loss: float, m: int, d: int, noise: float = 0.01, n_test: int = 5000):
+    pairs = []
+    for s in range(m):
+        base = 0.8 + rng.normal(0, noise)
+        for _ in range(d):
+            wm = base * (1 - loss) + rng.normal(0, noise / 2)
+            pairs.append(D.Pair(s, base, wm, D.binomial_se(base, n_test), D.binomial_se(wm, n_test)))
+    return pairs
+
+
+def test_non_inferiority_three_outcomes():
+    rng = np.random.default_rng(0)
+    ok = [D.non_inferiority(_pairs(rng, 0.0, 5, 3), margin=0.1, confidence=0.95, what="top1").verdict
+          for _ in range(200)]
+    bad = [D.non_inferiority(_pairs(rng, 0.3, 5, 3), margin=0.1, confidence=0.95, what="top1").verdict
+           for _ in range(200)]
+    assert ok.count("pass") / 200 >= 0.9 and "fail" not in ok
+    assert bad.count("fail") / 200 >= 0.9 and "pass" not in bad
+    edge = D.non_inferiority(_pairs(rng, 0.1, 2, 1, noise=0.05), margin=0.1, confidence=0.95, what="top1")
+    assert edge.verdict == "inconclusive" and "would decide" in edge.message
+
+
+def test_non_inferiority_uses_at_least_the_test_set_noise():
+    # identical losses in every seed: the between-seed spread is 0, the test-set noise is not
+    pairs = [D.Pair(s, 0.8, 0.75, D.binomial_se(0.8, 100), D.binomial_se(0.75, 100)) for s in range(3)]
+    d = D.non_inferiority(pairs, margin=0.1, confidence=0.95, what="top1")
+    assert d.statistic["bound_from"] == "test-set noise" and d.statistic["upper"] > 0.0625
+
+
+# -- the method is untrusted -----------------------------------------------------------------------
+class _Hostile(SyntheticDetector):
+    def __init__(self, behaviour):
+        super().__init__(0.0)
+        self.behaviour = behaviour
+
+    def detect(self, model, key, *, prepare=None):
+        if self.behaviour == "destroy":
+            for p in model.parameters():
+                p.data.zero_()
+            return Detection(False, 0.0, 0.5)
+        if self.behaviour == "nan":
+            return Detection(True, math.nan, 0.5)
+        if self.behaviour == "not-bool":
+            return Detection("yes", 1.0, 0.5)
+        if self.behaviour == "stack":  # looks for the clause in its call stack
+            import inspect
+
+            names = {f.function for f in inspect.stack()}
+            return Detection(not any("false_alarm" in n or "negative" in n for n in names), 1.0, 0.5)
+        raise AssertionError
+
+
+@pytest.mark.parametrize("behaviour,message", [("destroy", "changed the model"), ("nan", "non-finite score"),
+                                               ("not-bool", "must be a bool")])
+def test_the_runner_catches_a_method_that_breaks_the_protocol(behaviour, message):
+    model = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(MethodMisbehaved, match=message):
+        run_blind(_Hostile(behaviour), [Read(model, SimpleNamespace(id=1))], prepare=None, seed=0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the suite's copy is intact
+
+
+def test_the_call_stack_does_not_name_the_clause():
+    model = torch.nn.Linear(3, 2)
+
+    def check_false_alarms_like():
+        return run_blind(_Hostile("stack"), [Read(model, SimpleNamespace(id=1))], prepare=None, seed=0)
+
+    assert check_false_alarms_like()[0]["detected"] is True  # it could not see the caller
+
+
+def test_reads_are_shuffled_but_rows_keep_their_order():
+    seen = []
+
+    class Recorder(SyntheticDetector):
+        def detect(self, model, key, *, prepare=None):
+            seen.append(key.id)
+            return Detection(True, 1.0, 0.5)
+
+    reads = [Read({"id": i, "marks": []}, SimpleNamespace(id=i), {"i": i}) for i in range(20)]
+    rows = run_blind(Recorder(0.0), reads, prepare=None, seed=3)
+    assert [r["i"] for r in rows] == list(range(20)) and seen != list(range(20))
+    assert rows == run_blind(Recorder(0.0), reads, prepare=None, seed=3)  # same seed, same rows
