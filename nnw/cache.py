@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -94,6 +95,19 @@ def _default_root() -> Path:
     return Path(env) if env else Path("~/.cache/nnw")
 
 
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    """A new, empty directory under ``parent`` with mode 0o777 less the umask (``mkdtemp`` makes 0700,
+    which would make a cache shared through NNW_CACHE_DIR unreadable to the rest of the group)."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            path.mkdir(mode=0o777)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"nnw cache: could not create a fresh directory under {parent}")  # pragma: no cover
+
+
 class _CorruptEntry(Exception):
     """An entry directory exists but cannot be trusted."""
 
@@ -138,21 +152,27 @@ class ModelCache:
             raise _CorruptEntry(f"{record_path} is missing") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _CorruptEntry(f"{record_path} does not parse ({exc})") from None
+        except RecursionError:  # e.g. [[[[...]]]] nested deeper than the JSON decoder recurses
+            raise _CorruptEntry(f"{record_path} is nested too deeply to parse") from None
         if not isinstance(meta, dict) or not {"key", "record", "state_sha256", "state_size"} <= meta.keys():
             raise _CorruptEntry(f"{record_path} lacks the fields key, record, state_sha256, state_size")
         if meta["key"] != key:
-            raise _CorruptEntry(f"{record_path} is for key {meta['key']!r}, expected {key!r}")
+            found = meta["key"][:80] if isinstance(meta["key"], str) else type(meta["key"]).__name__
+            raise _CorruptEntry(f"{record_path} is for key {found!r}, expected {key!r}")
+        size, sha256 = meta["state_size"], meta["state_sha256"]
+        if type(size) is not int or size < 0 or not isinstance(sha256, str) or not isinstance(meta["record"], dict):
+            raise _CorruptEntry(f"{record_path} has a state_size, state_sha256 or record of the wrong type")
         try:
             data = state_path.read_bytes()
         except FileNotFoundError:
             raise _CorruptEntry(f"{state_path} is missing") from None
         except OSError as exc:
             raise _CorruptEntry(f"{state_path} cannot be read ({exc})") from None
-        if len(data) != meta["state_size"]:
-            raise _CorruptEntry(f"{state_path} has {len(data)} bytes, expected {meta['state_size']} (truncated?)")
+        if len(data) != size:
+            raise _CorruptEntry(f"{state_path} has {len(data)} bytes, expected {size} (truncated?)")
         digest = hashlib.sha256(data).hexdigest()
-        if digest != meta["state_sha256"]:
-            raise _CorruptEntry(f"{state_path} sha256 {digest[:16]}... does not match {meta['state_sha256'][:16]}...")
+        if digest != sha256:
+            raise _CorruptEntry(f"{state_path} sha256 {digest[:16]}... does not match {sha256[:16]}...")
         try:
             state = _st_load(data)
         except Exception as exc:  # checksum matched, so this is a writer bug; still never use it
@@ -193,7 +213,7 @@ class ModelCache:
 
     # -- writing ---------------------------------------------------------------------------------
     def _publish(self, key: str, spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], record: Any) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-{os.getpid()}-", dir=self._tmp_dir()))
+        tmp = _fresh_dir(self._tmp_dir(), f"{key[:12]}-{os.getpid()}-")
         try:
             state_path = save_state(tmp / STATE_FILE, state, metadata={"nnw_cache_key": key})
             data = state_path.read_bytes()

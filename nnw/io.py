@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
-import tempfile
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -15,6 +16,9 @@ from safetensors.torch import save_file
 
 __all__ = [
     "ModelFileError",
+    "atomic_output",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "SAFETENSORS_SUFFIXES",
     "TORCH_SUFFIXES",
     "check_finite",
@@ -64,6 +68,54 @@ def _prepare_for_save(state: Mapping[str, torch.Tensor], path: Path) -> dict[str
     return out
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path`` to write; on success it is fsynced and renamed
+    onto ``path`` (all or nothing), on any exception it is removed and ``path`` is left untouched.
+
+    The temporary file is created with mode 0o666 less the process umask (0644 under umask 022),
+    so the output gets the permissions of any file the user writes, not ``mkstemp``'s 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 48 random bits
+        raise FileExistsError(f"{path}: could not create a temporary file beside it")
+    try:
+        mode = os.fstat(fd).st_mode & 0o777  # what the umask allows a new file
+    finally:
+        os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)  # a writer may have replaced the file (safetensors writes it with 0600)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns the path."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_output`); returns the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
 def save_state(
     path: str | os.PathLike[str],
     state: Mapping[str, torch.Tensor],
@@ -82,20 +134,8 @@ def save_state(
                     f"for {k!r}"
                 )
             meta[k] = v
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata=meta)
-        with open(tmp_name, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 
@@ -124,24 +164,36 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return state, metadata
 
 
-def _unpickling_detail(exc: BaseException) -> str:
+_GLOBAL_PATTERNS = (
+    re.compile(r"Unsupported global: GLOBAL ([\w.]+)"),
+    re.compile(r"unsupported GLOBAL ([\w.]+)"),
+    re.compile(r"GLOBAL ([\w.]+)"),
+)
+
+
+def _refusal_detail(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused, without its advice (never ``weights_only=False``)."""
     msg = str(exc)
-    m = re.search(r"WeightsUnpickler error:\s*(.+)", msg, re.S)
-    detail = (m.group(1) if m else msg).strip()
-    detail = detail.split("\n")[0].split(". Please")[0].strip()
-    return detail or type(exc).__name__
+    for pattern in _GLOBAL_PATTERNS:
+        m = pattern.search(msg)
+        if m:
+            return f"it asks for the global {m.group(1).rstrip('.')!r}, which would execute code when unpickled"
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", msg)
+    line = m.group(1) if m else ""
+    line = re.split(r"\.\s+(?:Please|Re-running|Check|Alternatively)", line)[0].strip().rstrip(".")
+    if not line or re.search(r"weights_only|trust", line, re.I):
+        return "it holds an object other than tensors and plain containers"
+    return f"it holds what the tensor-only reader does not accept: {line[:200]}"
 
 
 def _load_torch(path: Path) -> object:
     try:
         return torch.load(str(path), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        detail = _unpickling_detail(exc)
-        if re.search(r"global|reduce|build", detail, re.I):
-            raise ModelFileError(f"refused to load {path}: it would execute code when unpickled ({detail})") from None
         raise ModelFileError(
-            f"refused to load {path}: it is corrupt or not a plain tensor pickle that can be loaded "
-            f"without executing code ({detail})"
+            f"{path}: refused because loading it could execute code ({_refusal_detail(exc)}); only tensors and "
+            f"plain containers are read from a PyTorch pickle, and nothing in the file was run. "
+            f"Save the weights as .safetensors, which holds no code"
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, IndexError, TypeError, AttributeError) as exc:
         raise ModelFileError(
@@ -193,13 +245,33 @@ def load_state(
     return state, metadata
 
 
+def _dtype_kind(dtype: torch.dtype) -> str:
+    """bool, int (signed or unsigned), float or complex: loading may change precision within a kind
+    (a float16 checkpoint into a float32 model) but never the kind (int8 or bool into float)."""
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "float"
+    return "int"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def load_into(
     model: torch.nn.Module,
     state: Mapping[str, torch.Tensor] | str | os.PathLike[str],
     *,
     source: str = "<state>",
 ) -> torch.nn.Module:
-    """Load a state dict (or a model file) into ``model``; a clear ModelFileError if the architecture differs."""
+    """Load a state dict (or a model file) into ``model``; a clear ModelFileError if the architecture differs.
+
+    Shapes must match, and so must each tensor's kind of dtype (bool, int, float, complex): an int8 or
+    bool tensor is refused, never silently cast, for a float parameter (and the reverse). Float
+    precision may differ (a float16 file loads into a float32 model)."""
     if isinstance(state, (str, os.PathLike)):
         if source == "<state>":
             source = str(state)
@@ -212,7 +284,12 @@ def load_into(
         for k in expected
         if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
     ]
-    if missing or unexpected or mismatched:
+    recast = [
+        f"{k}: file {_dtype_name(state[k].dtype)} vs model {_dtype_name(expected[k].dtype)}"
+        for k in expected
+        if k in state and _dtype_kind(state[k].dtype) != _dtype_kind(expected[k].dtype)
+    ]
+    if missing or unexpected or mismatched or recast:
         parts = []
         if missing:
             parts.append(f"missing keys ({len(missing)}): {_preview(missing)}")
@@ -220,6 +297,11 @@ def load_into(
             parts.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
         if mismatched:
             parts.append(f"shape mismatches ({len(mismatched)}): {_preview(mismatched)}")
+        if recast:
+            parts.append(
+                f"dtype mismatches ({len(recast)}, not cast: an integer or bool tensor is not a float "
+                f"weight, nor the reverse): {_preview(recast)}"
+            )
         raise ModelFileError(
             f"{source} does not match the model architecture {type(model).__name__}: " + "; ".join(parts)
         )

@@ -20,7 +20,10 @@ __all__ = [
     "CifarFiles",
     "CityscapesFiles",
     "Div2kFiles",
+    "Opcodes",
+    "py2_dtype",
     "py2_pickle",
+    "py2_raw_ndarray",
     "write_cifar10_bin",
     "write_cifar10_py",
     "write_cityscapes",
@@ -43,10 +46,20 @@ def _py2_int(value: int) -> bytes:
     return pickle.BININT + struct.pack("<i", value)
 
 
+class Opcodes(bytes):
+    """Pickle opcodes written as they are inside :func:`py2_pickle` (for hand-made hostile files)."""
+
+
 def _py2_value(value: object) -> bytes:
+    if isinstance(value, Opcodes):
+        return bytes(value)
+    if value is None:
+        return pickle.NONE
+    if isinstance(value, tuple):
+        return pickle.MARK + b"".join(_py2_value(item) for item in value) + pickle.TUPLE
     if isinstance(value, np.ndarray):
         return _py2_ndarray(value)
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool):
         raise TypeError(f"not needed by the CIFAR10 files: {value!r}")
     if isinstance(value, int):
         return _py2_int(value)
@@ -63,22 +76,34 @@ def _py2_value(value: object) -> bytes:
     raise TypeError(f"cannot write {type(value).__name__} as a Python 2 pickle")
 
 
+def py2_dtype(tag: bytes = b"u1", state: object = None) -> Opcodes:
+    """numpy's pickle of ``dtype(tag)``; ``state`` replaces uint8's state (3, '|', None, None, None, -1, -1, 0)."""
+    if state is None:
+        body = (pickle.MARK + _py2_int(3) + _py2_str(b"|") + pickle.NONE * 3
+                + pickle.BININT + struct.pack("<i", -1) + pickle.BININT + struct.pack("<i", -1) + _py2_int(0)
+                + pickle.TUPLE)  # fmt: skip
+    else:
+        body = _py2_value(state)
+    return Opcodes(b"cnumpy\ndtype\n" + _py2_str(tag) + _py2_int(0) + _py2_int(1) + pickle.TUPLE3 + pickle.REDUCE
+                   + body + pickle.BUILD)
+
+
+def py2_raw_ndarray(shape: tuple[int, ...], payload: bytes, dtype: bytes = b"", fortran: bool = False) -> Opcodes:
+    """numpy's protocol-2 pickle of an array of ``shape`` whose data is ``payload`` as raw bytes, with the
+    dtype opcodes ``dtype`` (:func:`py2_dtype`; uint8 by default) — genuine, or hostile on purpose."""
+    dims = b"".join(pickle.BININT + struct.pack("<i", d) for d in shape)
+    return Opcodes(
+        b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n"
+        + _py2_int(0) + pickle.TUPLE1 + _py2_str(b"b") + pickle.TUPLE3 + pickle.REDUCE
+        + pickle.MARK + _py2_int(1) + pickle.MARK + dims + pickle.TUPLE + (dtype or py2_dtype())
+        + (pickle.NEWTRUE if fortran else pickle.NEWFALSE) + _py2_str(payload) + pickle.TUPLE + pickle.BUILD
+    )  # fmt: skip
+
+
 def _py2_ndarray(array: np.ndarray) -> bytes:
     if array.dtype != np.uint8:
         raise TypeError("the CIFAR10 files hold uint8 arrays only")
-    dtype = (
-        b"cnumpy\ndtype\n" + _py2_str(b"u1") + _py2_int(0) + _py2_int(1) + pickle.TUPLE3 + pickle.REDUCE
-        + pickle.MARK + _py2_int(3) + _py2_str(b"|") + pickle.NONE * 3
-        + pickle.BININT + struct.pack("<i", -1) + pickle.BININT + struct.pack("<i", -1) + _py2_int(0)
-        + pickle.TUPLE + pickle.BUILD
-    )  # fmt: skip
-    shape = b"".join(pickle.BININT + struct.pack("<i", d) for d in array.shape)
-    return (
-        b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n"
-        + _py2_int(0) + pickle.TUPLE1 + _py2_str(b"b") + pickle.TUPLE3 + pickle.REDUCE
-        + pickle.MARK + _py2_int(1) + pickle.MARK + shape + pickle.TUPLE + dtype + pickle.NEWFALSE
-        + _py2_str(np.ascontiguousarray(array).tobytes()) + pickle.TUPLE + pickle.BUILD
-    )  # fmt: skip
+    return py2_raw_ndarray(array.shape, np.ascontiguousarray(array).tobytes())
 
 
 def py2_pickle(value: object) -> bytes:

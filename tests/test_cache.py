@@ -261,7 +261,32 @@ def _wrong_checksum(entry: Path) -> None:
     p.write_text(json.dumps(meta))
 
 
-DAMAGE = [_truncate, _flip, _delete_record, _garble_record, _delete_state, _wrong_checksum]
+def _deeply_nested_record(entry: Path) -> None:
+    (entry / "record.json").write_text("[" * 100_000 + "]" * 100_000)  # RecursionError in json.loads
+
+
+def _deeply_nested_field(entry: Path) -> None:
+    p = entry / "record.json"
+    text = p.read_text()
+    p.write_text('{"key": ' + "[" * 100_000 + "]" * 100_000 + ", " + text.lstrip()[1:])
+
+
+def _wrong_field_types(entry: Path) -> None:
+    p = entry / "record.json"
+    meta = json.loads(p.read_text())
+    meta["state_sha256"] = 12345  # right size, so the checksum comparison is reached
+    p.write_text(json.dumps(meta))
+
+
+def _record_not_a_dict(entry: Path) -> None:
+    p = entry / "record.json"
+    meta = json.loads(p.read_text())
+    meta["record"] = [[[1]]]
+    p.write_text(json.dumps(meta))
+
+
+DAMAGE = [_truncate, _flip, _delete_record, _garble_record, _delete_state, _wrong_checksum, _deeply_nested_record,
+          _deeply_nested_field, _wrong_field_types, _record_not_a_dict]
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=[d.__name__.strip("_") for d in DAMAGE])
@@ -291,6 +316,19 @@ def test_get_on_corrupt_entry_returns_none_and_removes_it(tmp_path, caplog, dama
         assert cache.get(SPEC) is None
     assert "is corrupt" in caplog.text
     assert not cache.path_for(SPEC).exists()
+
+
+def test_entries_get_normal_permissions_under_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        cache = ModelCache(tmp_path)
+        cache.get_or_build(SPEC, Builder())
+    finally:
+        os.umask(old)
+    entry = cache.path_for(SPEC)
+    assert entry.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in entry.iterdir()} == {"record.json": 0o644,
+                                                                         "state.safetensors": 0o644}
 
 
 # -- concurrency ----------------------------------------------------------------------------------

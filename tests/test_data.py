@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,6 +301,19 @@ def test_cityscapes_corrupt_png_is_named(tmp_path):
     assert str(files.photos[0]) in str(info.value)
 
 
+@pytest.mark.parametrize("limit", [100, 300], ids=["pil_error", "pil_warning"])  # 512 pixels: > 2 x 100, > 300
+@pytest.mark.parametrize("loader", ["cityscapes", "div2k"])
+def test_decompression_bomb_names_the_image(tmp_path, monkeypatch, loader, limit):
+    if loader == "cityscapes":
+        first = write_cityscapes(tmp_path, cities=("aachen",), per_city=1, size=(16, 32)).photos[0]
+    else:
+        first = write_div2k(tmp_path, n=1, size=(16, 32), with_lr=False).hr[0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(DataRootError, match="decompression bomb") as info:
+        load_cityscapes(tmp_path, "train") if loader == "cityscapes" else load_div2k(tmp_path, "train", patch=8)
+    assert str(first) in str(info.value).splitlines()[0] and f"MAX_IMAGE_PIXELS = {limit}" in str(info.value)
+
+
 def test_colorize_trainids_uses_official_palette():
     y = torch.tensor([[[0, 10, 13], [18, 255, 5]]])
     colour = colorize_trainids(y)
@@ -505,3 +519,32 @@ def test_cifar10_stand_in_round_trips_through_the_binary_layout(tmp_path: Path) 
         write_cifar10_bin(tmp_path / "bad", ImageSet(train.x.float(), train.y, {}), test)
     with pytest.raises(ValueError, match="labels must lie"):
         write_cifar10_bin(tmp_path / "bad", ImageSet(train.x, train.y + 10, {}), test)
+
+
+def test_cifar10_bin_writer_never_overwrites_and_writes_all_or_nothing(tmp_path: Path, monkeypatch) -> None:
+    """``nnw make-cifar10``'s writer: an existing root is refused; a failed write leaves no batches."""
+    from nnw.data.cifar10 import make_cifar10_stand_in, write_cifar10_bin
+
+    train = ImageSet(torch.zeros(5, 3, 32, 32, dtype=torch.uint8), torch.arange(5), {})
+    test = ImageSet(torch.ones(2, 3, 32, 32, dtype=torch.uint8), torch.arange(2), {})
+    folder = write_cifar10_bin(tmp_path, train, test)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(FileExistsError, match="cifar-10-batches-bin already exists; refusing to overwrite"):
+        write_cifar10_bin(tmp_path, ImageSet(train.x + 1, train.y, {}), test)
+    with pytest.raises(FileExistsError, match="already exists"):
+        make_cifar10_stand_in(tmp_path, n_train=5, n_test=2)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+    calls = []
+    real_write = Path.write_bytes
+
+    def failing_write(self, data):
+        calls.append(self.name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        write_cifar10_bin(tmp_path / "new", train, test)
+    assert len(calls) == 3 and list((tmp_path / "new").iterdir()) == []  # no batches, no temporary folder

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,9 +156,10 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path, legacy):
     else:
         torch.save({"w": torch.ones(1), "x": evil}, p)
     assert not marker.exists()
-    with pytest.raises(ModelFileError, match=r"refused to load .*evil\.pt: it would execute code when unpickled"):
+    with pytest.raises(ModelFileError, match=r"evil\.pt: refused because loading it could execute code") as info:
         load_state(p)
     assert not marker.exists()
+    assert "weights_only" not in str(info.value) and "corrupt" not in str(info.value)
     # Control: the payload is live, an unsafe load does run it.
     if legacy:
         with open(p, "rb") as fh:
@@ -249,3 +253,112 @@ def test_no_temp_files_leak_on_success(tmp_path):
         save_state(tmp_path / "m.safetensors", {"a": torch.full((2,), float(i))})
     assert os.listdir(tmp_path) == ["m.safetensors"]
     assert load_state(tmp_path / "m.safetensors")[0]["a"].tolist() == [2.0, 2.0]
+
+
+# ------------------------------------------------------------------------- refused pickles: never "corrupt"
+class _CallsGetcwd:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+class _Plain:
+    """An innocent class: still refused, since unpickling it would run its module's code."""
+
+
+def _torch_with_data_pkl(path: Path, data_pkl: bytes) -> None:
+    """A genuine torch zip file whose data.pkl is replaced by ``data_pkl``."""
+    source = path.with_suffix(".src")
+    torch.save({"w": torch.ones(3)}, source)
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, data_pkl if info.filename.endswith("/data.pkl") else src.read(info.filename))
+    source.unlink()
+
+
+@pytest.mark.parametrize("case", ["blocked_module", "legacy_os_system", "plain_class", "numpy_array", "bad_opcode"])
+def test_refused_pickle_says_code_never_corrupt_nor_weights_only(tmp_path, case):
+    p = tmp_path / "m.pt"
+    if case == "blocked_module":
+        torch.save({"w": torch.ones(1), "x": _CallsGetcwd()}, p)
+    elif case == "legacy_os_system":
+        _torch_with_data_pkl(p, b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R.")
+    elif case == "plain_class":
+        torch.save({"w": torch.ones(1), "x": _Plain()}, p)
+    elif case == "numpy_array":
+        import numpy as np
+
+        torch.save({"w": np.zeros(2)}, p)
+    else:
+        _torch_with_data_pkl(p, b"\x80\x02}\x95.")  # an opcode the tensor-only reader does not know
+    with pytest.raises(ModelFileError) as info:
+        load_state(p)
+    message = str(info.value)
+    assert message.startswith(f"{p}: refused because loading it could execute code"), message
+    assert "weights_only" not in message and "corrupt" not in message.lower()
+    assert "\n" not in message and "safetensors" in message
+    if case in ("legacy_os_system", "blocked_module"):
+        assert ("'os.system'" if case == "legacy_os_system" else "getcwd") in message
+
+
+# ------------------------------------------------------------------------- dtypes are never silently cast
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bool, torch.int64, torch.uint8])
+def test_load_into_refuses_integer_or_bool_weights_for_a_float_model(tmp_path, dtype):
+    model = _Net()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["fc1.weight"] = (torch.arange(12).reshape(4, 3) % 2).to(dtype)
+    p = save_state(tmp_path / "q.safetensors", state)
+    assert load_state(p)[0]["fc1.weight"].dtype == dtype  # loading the file keeps its dtype
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ModelFileError, match=rf"q\.safetensors .*dtype mismatches \(1, not cast.*"
+                                             rf"fc1\.weight: file {str(dtype).removeprefix('torch.')} vs model float32"):
+        load_into(model, p)
+    _assert_same(before, model.state_dict())  # nothing was loaded
+
+
+def test_load_into_refuses_float_for_an_integer_buffer_and_accepts_other_float_precisions():
+    model = nn.BatchNorm1d(3)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["num_batches_tracked"] = torch.tensor(2.5)
+    with pytest.raises(ModelFileError, match=r"num_batches_tracked: file float32 vs model int64"):
+        load_into(model, state, source="bn")
+    state = {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state["weight"] = torch.tensor([0.5, 1.5, 2.0], dtype=torch.float16)
+    load_into(model, state)  # a float16 checkpoint for a float32 model: same kind, loaded
+    assert model.weight.dtype == torch.float32 and model.weight.tolist() == [0.5, 1.5, 2.0]
+
+
+# ------------------------------------------------------------------------- permissions and atomic writes
+@pytest.fixture
+def umask():
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_umask(mask: int) -> None:
+        os.umask(mask)
+
+    yield set_umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_get_normal_permissions_under_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    written = [
+        save_state(tmp_path / "m.safetensors", {"a": torch.ones(2)}),
+        nio.atomic_write_bytes(tmp_path / "k.bin", b"key"),
+        nio.atomic_write_text(tmp_path / "sub" / "r.json", "{}"),
+    ]
+    for p in written:
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p
+    save_state(tmp_path / "m.safetensors", {"a": torch.zeros(2)})  # a replaced output too
+    assert stat.S_IMODE((tmp_path / "m.safetensors").stat().st_mode) == mode
+
+
+def test_atomic_output_failure_keeps_old_content_and_leaves_no_temp(tmp_path):
+    target = nio.atomic_write_text(tmp_path / "out.json", "old")
+    with pytest.raises(RuntimeError, match="half way"):
+        with nio.atomic_output(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("half way")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

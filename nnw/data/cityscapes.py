@@ -16,6 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from nnw.data.errors import DataRootError
+from nnw.data.imagefile import read_image
 from nnw.data.imageset import IGNORE_INDEX, ImageSet
 
 __all__ = [
@@ -82,12 +83,7 @@ def colorize_trainids(y: Tensor) -> Tensor:
 
 
 def _read_png(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (OSError, ValueError, SyntaxError) as error:
-        raise DataRootError(path, f"truncated or corrupt image ({error})", CITYSCAPES_LAYOUT) from error
+    return read_image(path, CITYSCAPES_LAYOUT)
 
 
 def _label_ids(image: Image.Image, path: Path) -> np.ndarray:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from nnw.data.errors import DataRootError
+from nnw.data.imagefile import read_image
 from nnw.data.imageset import ImageSet
 
 __all__ = ["DIV2K_LAYOUT", "load_div2k"]
@@ -30,12 +31,7 @@ DIV2K_LAYOUT = """\
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as error:
-        raise DataRootError(path, f"truncated or corrupt image ({error})", DIV2K_LAYOUT) from error
+    return np.asarray(read_image(path, DIV2K_LAYOUT).convert("RGB"), dtype=np.uint8)
 
 
 def _bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:

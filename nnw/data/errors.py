@@ -19,12 +19,13 @@ class DataError(Exception):
 class DataRootError(DataError):
     """A dataset root is missing, incomplete, or holds a truncated/corrupt file.
 
-    ``DataRootError(path, problem, layout)`` names the offending path and shows the
-    expected layout; ``DataRootError(message)`` carries a ready-made message (``path``
-    is then ``None``).
+    ``DataRootError(path, problem, layout, hint=...)`` names the offending path, adds the
+    optional ``hint`` line and shows the expected layout; ``DataRootError(message)``
+    carries a ready-made message (``path`` is then ``None``).
     """
 
-    def __init__(self, path: str | Path, problem: str | None = None, layout: str | None = None) -> None:
+    def __init__(self, path: str | Path, problem: str | None = None, layout: str | None = None,
+                 hint: str | None = None) -> None:
         self.problem = problem
         self.layout = layout
         if problem is None:
@@ -33,19 +34,31 @@ class DataRootError(DataError):
             return
         self.path = Path(path)
         message = f"{problem}: {self.path}"
+        if hint:
+            message += "\n" + hint
         if layout:
             message += "\nExpected layout:\n" + layout.rstrip("\n")
         super().__init__(message)
 
 
 class UnsafeDataError(DataError):
-    """A pickle asked for a global outside the loader's allow-list (it was not executed)."""
+    """A data file asked for something that loading it must never do (nothing in it was executed).
 
-    def __init__(self, path: str | Path, refused: str, allowed: tuple[str, ...]) -> None:
+    ``UnsafeDataError(path, refused, allowed)``: a pickle global outside the allow-list
+    ``allowed``; ``UnsafeDataError(path, refused)``: ``refused`` says what was refused and why.
+    ``hint`` (optional) says what to use instead.
+    """
+
+    def __init__(self, path: str | Path, refused: str, allowed: tuple[str, ...] = (),
+                 hint: str | None = None) -> None:
         self.path = Path(path)
         self.refused = refused
-        super().__init__(
-            f"refused to unpickle {self.path}: it asks for the global {refused!r}, "
-            f"which is not one of the allowed globals ({', '.join(allowed)}); "
-            "nothing in the file was executed"
-        )
+        if allowed:
+            what = (f"it asks for the global {refused!r}, which is not one of the allowed globals "
+                    f"({', '.join(allowed)})")
+        else:
+            what = refused
+        message = f"refused to unpickle {self.path}: {what}; nothing in the file was executed"
+        if hint:
+            message += "\n" + hint
+        super().__init__(message)
