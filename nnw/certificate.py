@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import platform
 from collections import Counter
 from importlib import resources
@@ -77,6 +78,18 @@ def grade(clauses: list[dict[str, Any]]) -> dict[str, Any]:
     return {"grade": g, "exit_status": EXIT_STATUS[g], "deviations": deviations, "undecided": undecided}
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None: the certificate is strict JSON
+    (RFC 8259 has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def build_certificate(profile, methods: Iterable, device: str, clauses: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
@@ -114,12 +127,13 @@ def write_certificate(config, clauses: list[dict[str, Any]]) -> Path:
     for info, method in zip(cert["methods"], methods):  # clauses the method's tags exclude (ONNX-style "not applicable")
         cases = build_cases(profile, [method])
         info["not_applicable"] = sorted(prop for prop, items in cases.items() if not items)
+    cert = strict_json(cert)
     validate(cert)
     path = Path(config.getoption("--nnw-certificate"))
     if not path.is_absolute():  # relative to where pytest was invoked, like --nnw-xfails-file
         path = Path(config.invocation_params.dir) / path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(cert, indent=1, sort_keys=False) + "\n")
+    tmp.write_text(json.dumps(cert, indent=1, sort_keys=False, allow_nan=False) + "\n")
     tmp.replace(path)
     return path

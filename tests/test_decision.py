@@ -228,3 +228,25 @@ def test_reads_are_shuffled_but_rows_keep_their_order():
     rows = run_blind(Recorder(0.0), reads, prepare=None, seed=3)
     assert [r["i"] for r in rows] == list(range(20)) and seen != list(range(20))
     assert rows == run_blind(Recorder(0.0), reads, prepare=None, seed=3)  # same seed, same rows
+
+
+def test_a_nan_score_never_reaches_the_certificate_as_bare_nan():
+    import json
+
+    from nnw.certificate import strict_json
+
+    text = json.dumps(strict_json({"measured": {"score": [math.nan, 0.5, math.inf]}}), allow_nan=False)
+    assert json.loads(text) == {"measured": {"score": [None, 0.5, None]}}
+
+
+def test_grades_follow_the_verdicts():
+    from nnw.certificate import EXIT_STATUS, grade
+
+    def g(*verdicts):
+        return grade([{"verdict": v, "nodeid": f"t{i}"} for i, v in enumerate(verdicts)])["grade"]
+
+    assert g("pass", "not applicable") == "conformant"
+    assert g("pass", "known failure") == "conformant with declared deviations"
+    assert g("pass", "inconclusive") == g("not assessed") == "incomplete"
+    assert g("fail", "inconclusive", "known failure") == "not conformant"
+    assert EXIT_STATUS["incomplete"] == 6 and EXIT_STATUS["not conformant"] == 1
