@@ -609,3 +609,132 @@ def test_nct_reads_and_writes_the_current_weights_after_their_storage_moves() ->
     half = copy.deepcopy(model).to(torch.bfloat16)  # other dtypes take the torch path
     key2 = nct.keygen(half, seed=6, config={"N": 200})
     assert nct.detect(nct.embed(half, key2), key2).present
+
+
+# --------------------------------------------------------------------------- untrusted keys (issue 15)
+def test_detection_rules_are_the_specs_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """§7.2.5 Spearman one-sided at 5 %, §7.3.4 BER = 0, §7.4.4 share > 40 %: read from the spec's data
+    file by the methods (change the data, the decision follows), never from a key."""
+    import nnw.spec.tables as tables
+    from nnw.methods.base import detection_rule
+
+    spec = tables.load_spec_tables()
+    rules = spec["detection_rules"]
+    assert (rules["NCT"]["alpha"], rules["RTW"]["value"], rules["TBW"]["value"]) == (0.05, 0.0, 0.4)
+    assert spec["thresholds"] == {"nct_alpha": rules["NCT"]["alpha"], "rtw_ber": rules["RTW"]["value"],
+                                  "tbw_share": rules["TBW"]["value"]}  # the older summary agrees
+    assert (rules["RTW"]["present_if"], rules["TBW"]["present_if"]) == ("<=", ">")
+    model = tiny_cnn(0)
+    tbw, rtw = TBW(), RTW()
+    tkey = tbw.keygen(model, seed=1, config={"n_triggers": 20, "shape": [3, 16, 16]})
+    rkey = rtw.keygen(model, seed=1, config={"T": 16})
+    det = tbw.detect(model, tkey)
+    assert det.threshold == 0.4 and det.present == (det.score > 0.4)
+    altered = copy.deepcopy(dict(spec))
+    altered["detection_rules"]["TBW"]["value"] = -1.0  # any share is "present" under this (fake) rule
+    altered["detection_rules"]["RTW"]["value"] = 1.0  # any BER is "present"
+    monkeypatch.setattr(tables, "load_spec_tables", lambda version="NNW-TEC-V1.0": altered)
+    assert detection_rule("TBW")["value"] == -1.0
+    det = tbw.detect(model, tkey)
+    assert det.present and det.threshold == -1.0
+    assert rtw.detect(model, rkey).present
+
+
+@pytest.mark.parametrize("threshold", [0, -1, 0.5, 0.0001, True, "0.4"])
+def test_a_tbw_key_never_sets_its_threshold(base_model: nn.Module, threshold) -> None:
+    tbw = TBW()
+    key = tbw.keygen(base_model, seed=0)
+    assert "threshold" not in key.config
+    with pytest.raises(ValueError, match="'threshold'"):
+        tbw.keygen(base_model, seed=0, config={"threshold": threshold})
+    forged = Key("TBW", {**key.config, "threshold": threshold}, key.tensors, key.model_signature)
+    with pytest.raises(KeyMismatchError, match="does not set its decision threshold"):
+        tbw.detect(base_model, forged)
+    with tempfile.TemporaryDirectory() as d:
+        save_key(os.path.join(d, "forged.key"), forged)
+        with pytest.raises(KeyFileError, match=r"forged\.key.*'threshold'"):
+            load_key(os.path.join(d, "forged.key"))
+    # an older key that only repeats the spec's 0.40: read, its config given back to keygen, decided by the spec
+    older = Key("TBW", {**key.config, "threshold": 0.4}, key.tensors, key.model_signature)
+    assert tbw.keygen(base_model, seed=0, config=older.config) == key
+    assert tbw.detect(base_model, older).threshold == 0.4
+
+
+@pytest.mark.parametrize(("method", "config", "message"), [
+    ("NCT", {"N": 2}, "'N': 2 is below its minimum 3"),
+    ("NCT", {"N": 10**9}, "'N': 1000000000 exceeds its bound"),
+    ("NCT", {"N": 64.0}, "'N': 64.0 is not an integer"),
+    ("NCT", {"alpha": True}, "'alpha': True is not an integer"),
+    ("NCT", {"actor": -1}, "'actor': -1 is below its minimum 0"),
+    ("NCT", {"mode": "both"}, "'mode': 'both' is not one of"),
+    ("NCT", {"overlap": 2}, "'overlap': 2 exceeds its bound 1"),
+    ("RTW", {"T": 10**6}, "'T': 1000000 exceeds its bound 4096"),
+    ("RTW", {"lam": float("nan")}, "'lam': nan is not a finite number"),
+    ("RTW", {"lam": -1.0}, "'lam': -1.0 must be above 0"),
+    ("RTW", {"key_type": "uniform"}, "'key_type': 'uniform' is not one of"),
+    ("TBW", {"n_triggers": 10_000_000}, "'n_triggers': 10000000 exceeds its bound 10000"),
+    ("TBW", {"shape": [3, 32]}, "'shape': [3, 32] must have 3 entries"),
+    ("TBW", {"shape": [3, 32, 0]}, "'shape.2': 0 is below its minimum 1"),
+    ("TBW", {"n_triggers": 10_000, "shape": [4, 64, 64]}, "trigger values exceeds the bound"),
+    ("TBW", {"num_classes": 1}, "'num_classes': 1 is below its minimum 2"),
+])
+def test_key_configs_follow_the_schema(method: str, config: dict, message: str) -> None:
+    """Types, ranges and bounded sizes (nnw/schemas/key-config.schema.json); the message names the field."""
+    m = registry.get_method(method)
+    with pytest.raises(ValueError) as info:
+        m.keygen(tiny_cnn(0), seed=0, config=config)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_known_methods_only_never_import_a_path(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """get_known_method (for a key's method field) resolves built-ins and installed entry points only:
+    an import path is not even imported."""
+    (tmp_path / "side_effect_mod.py").write_text(f"open({str(tmp_path / 'IMPORTED')!r}, 'w')\nclass M: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("side_effect_mod:M", "os:abort", "tempfile:mkdtemp", "nnw.methods.nct:NCT", "", "NOPE"):
+        with pytest.raises(registry.UnknownMethodError, match="not a known method|non-empty"):
+            registry.get_known_method(name)
+    assert not (tmp_path / "IMPORTED").exists()
+    assert isinstance(registry.get_known_method("tbw"), TBW)
+    from importlib.metadata import EntryPoint
+
+    eps = [EntryPoint(name="EXAMPLE_EP", value="tests.plugin_method_example:ExampleMethod", group="nnw.methods")]
+    monkeypatch.setattr(registry, "entry_points", lambda group: [e for e in eps if e.group == group])
+    assert registry.get_known_method("EXAMPLE_EP").name == "EXAMPLE"
+
+
+def test_loaded_keys_follow_the_schema_and_errors_name_file_and_field(base_model: nn.Module) -> None:
+    nct, rtw, tbw = NCT(), RTW(), TBW()
+    good = {"nct": nct.keygen(base_model, seed=0, config={"N": 64}), "rtw": rtw.keygen(base_model, seed=0),
+            "tbw": tbw.keygen(base_model, seed=0, config={"n_triggers": 10})}
+    bad = {
+        "nct_seed": (good["nct"], {"key_seed": "7"}, {}, "'key_seed': '7' is not an integer"),
+        "nct_K": (good["nct"], {}, {"K": good["nct"].tensors["K"][:10]}, "tensor 'K' has shape [10]"),
+        "rtw_X": (good["rtw"], {}, {"X": good["rtw"].tensors["X"].double()}, "tensor 'X' has dtype float64"),
+        "rtw_T": (good["rtw"], {"T": 63}, {}, "tensor 'X' has shape"),
+        "rtw_extra": (good["rtw"], {"evil": 1}, {}, "unknown RTW config key(s) ['evil']"),
+        "rtw_missing": (good["rtw"], {"layer": None}, {}, "'layer': None is not a string"),
+        "tbw_tensor": (good["tbw"], {}, {"extra": torch.zeros(1)}, "tensor 'extra' is unknown"),
+        "tbw_trig": (good["tbw"], {}, {"triggers": good["tbw"].tensors["triggers"].float()}, "dtype float32"),
+    }
+    with tempfile.TemporaryDirectory() as d:
+        for name, (key, config, tensors, message) in bad.items():
+            path = os.path.join(d, f"{name}.key")
+            save_key(path, Key(key.method, {**key.config, **config}, {**key.tensors, **tensors}, key.model_signature))
+            with pytest.raises(KeyFileError) as info:
+                load_key(path)
+            assert f"{name}.key" in str(info.value) and message in str(info.value), str(info.value)
+        # another method's key is that method's business: loaded as it is
+        save_key(os.path.join(d, "third.key"), Key("EXAMPLE", {"anything": [1, 2]}, {}, {}))
+        assert load_key(os.path.join(d, "third.key")).config == {"anything": [1, 2]}
+
+
+def test_saved_keys_get_the_usual_file_mode(base_model: nn.Module) -> None:
+    key = NCT().keygen(base_model, seed=0, config={"N": 16})
+    old = os.umask(0o027)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            save_key(os.path.join(d, "k.key"), key)
+            assert os.stat(os.path.join(d, "k.key")).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

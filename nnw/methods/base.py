@@ -175,6 +175,38 @@ class Key:
         return state
 
 
+#: Comparisons a spec detection rule may use (``present_if``).
+_RULE_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+}
+
+
+def detection_rule(method: str, version: str = "NNW-TEC-V1.0") -> dict[str, Any]:
+    """The spec's detection rule of a technology (``detection_rules`` of the spec's data file).
+
+    The decision threshold of NCT, RTW and TBW is the standard's (NNW-TEC §7.2.5: Spearman one-sided
+    at 5 %; §7.3.4: BER = 0; §7.4.4: share > 40 %), read from ``nnw/spec/nnw-tec-v1.0.json``: never
+    from a key, a profile or any other file a user hands over.
+    """
+    from nnw.spec.tables import load_spec_tables
+
+    rules = load_spec_tables(version).get("detection_rules") or {}
+    rule = rules.get(method)
+    if not isinstance(rule, Mapping):
+        raise KeyError(f"the spec data of {version} has no detection rule for {method!r}")
+    rule = dict(rule)
+    if "present_if" in rule:
+        value = rule.get("value")
+        if rule["present_if"] not in _RULE_OPS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"the spec's detection rule for {method!r} is malformed: {rule!r}")
+    return rule
+
+
+def rule_says_present(rule: Mapping[str, Any], statistic: float) -> bool:
+    """Apply a :func:`detection_rule` with ``present_if``/``value`` to a statistic (NaN is never present)."""
+    return bool(_RULE_OPS[rule["present_if"]](float(statistic), float(rule["value"])))
+
+
 class TraceabilityMethod(abc.ABC):
     """A traceability technology under evaluation (NNW-TEC §5, §7).
 
@@ -255,6 +287,8 @@ class TraceabilityMethod(abc.ABC):
 
 __all__ = [
     "TASKS",
+    "detection_rule",
+    "rule_says_present",
     "Prepare",
     "KeyMismatchError",
     "default_prepare",

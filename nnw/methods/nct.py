@@ -389,7 +389,15 @@ class NCT(TraceabilityMethod):
         return cached
 
     def check_key(self, model: nn.Module, key: Key) -> None:
-        """KeyMismatchError unless ``model`` has the weight layers (names, shapes, order) the key was made for."""
+        """KeyMismatchError unless the key follows the schema (config, tensors) and ``model`` has the weight
+        layers (names, shapes, order) the key was made for."""
+        from nnw.methods.keys import KeyConfigError, validate_key
+
+        self._check_method(key)
+        try:
+            validate_key(key)
+        except KeyConfigError as exc:
+            raise KeyMismatchError(f"malformed NCT key: {exc}") from None
         self._bind(model, key)
 
     # -- insertion ------------------------------------------------------------------------
@@ -551,20 +559,14 @@ def _check_layout(layers: dict[str, nn.Parameter], key: Key, have: list | None =
 
 
 def _config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keygen config, checked against the schema's ``NCT.keygen`` (types, ranges, bounded N:
+    ``nnw/schemas/key-config.schema.json``); N is also bounded by the model's weights (select_indices)."""
+    from nnw.methods.keys import validate_config
+
     cfg = dict(DEFAULTS)
     if config:
-        unknown = sorted(set(config) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown NCT config key(s) {unknown}; expected {sorted(DEFAULTS)}")
         cfg.update(config)
-    if isinstance(cfg["N"], bool) or not isinstance(cfg["N"], int) or cfg["N"] < 3:
-        raise ValueError(f"NCT N must be an int >= 3 (a correlation needs 3 values), got {cfg['N']!r}")
-    if cfg["mode"] not in ("watermark", "fingerprint"):
-        raise ValueError(f"NCT mode must be 'watermark' or 'fingerprint', got {cfg['mode']!r}")
-    if isinstance(cfg["alpha"], bool) or not isinstance(cfg["alpha"], int) or cfg["alpha"] < 0:
-        raise ValueError(f"NCT alpha (insertion epoch) must be an int >= 0, got {cfg['alpha']!r}")
-    if isinstance(cfg["actor"], bool) or not isinstance(cfg["actor"], int):
-        raise ValueError(f"NCT actor must be an int, got {cfg['actor']!r}")
+    validate_config("NCT", cfg, "keygen")  # KeyConfigError (a ValueError) naming the field
     return cfg
 
 

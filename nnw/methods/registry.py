@@ -12,6 +12,11 @@ Three ways to name a method:
 Every failure raises :class:`MethodLoadError` (a ``ValueError``) whose message names the method
 and the cause; unknown names raise its subclass :class:`UnknownMethodError`, listing what is
 available.
+
+A *file* never selects code: a key's ``method`` field is resolved with :func:`get_known_method`,
+which accepts only a built-in or an installed entry-point name, never an import path (a key naming
+``os:abort`` must not import ``os`` and call ``abort``). Import paths are for the caller's own
+choice: ``nnw --method``, ``pytest --nnw-method``, :func:`get_method` in code.
 """
 from __future__ import annotations
 
@@ -133,6 +138,25 @@ def get_method(name_or_path: str | TraceabilityMethod) -> TraceabilityMethod:
     )
 
 
+def get_known_method(name: str) -> TraceabilityMethod:
+    """The method named ``name`` among the built-ins and the installed ``nnw.methods`` entry points only.
+
+    For names that come from files (a key's ``method`` field): no import path, no module of the
+    working directory, nothing a file could point at. :class:`UnknownMethodError` otherwise.
+    """
+    if not isinstance(name, str) or not name:
+        raise UnknownMethodError(f"a method name must be a non-empty string, got {name!r}")
+    builtin = {k.upper(): k for k in BUILTINS}.get(name.upper())
+    if builtin is not None:
+        return load_method(BUILTINS[builtin])
+    if ":" not in name and name in _entry_points():
+        return get_method(name)
+    raise UnknownMethodError(
+        f"{name[:80]!r} is not a known method (built in: {list(BUILTINS)}; installed: "
+        f"{sorted(set(_entry_points()) - set(BUILTINS))})"
+    )
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BUILTINS",
@@ -140,5 +164,6 @@ __all__ = [
     "UnknownMethodError",
     "load_method",
     "get_method",
+    "get_known_method",
     "available_methods",
 ]

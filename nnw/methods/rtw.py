@@ -21,9 +21,11 @@ reduction="sum") * λ``. λ = 0.01 by default (§7.3.3).
 
 **Decoding**: bits = 1[W_l X > 0] (= round(σ(W_l X))), BER against b, then
 :func:`nnw.payload.decode_payload` for the Actor. **Detection**: present iff BER = 0 (the
-criterion of Tables 12–16); score = 1 − BER against threshold 1.0; p-value = P[≥ matching bits]
-for T fair coins (``binomial_sf(matches, T, 1/2)``), the chance of that agreement on an unmarked
-model.
+criterion of Tables 12–16, read from the spec's data file: :func:`nnw.methods.base.detection_rule`);
+score = 1 − BER against threshold 1.0; p-value = P[≥ matching bits] for T fair coins
+(``binomial_sf(matches, T, 1/2)``), the chance of that agreement on an unmarked model.
+
+**Config** ranges and bounds (T ≤ 4096, λ in (0, 10⁶], ...): ``nnw/schemas/key-config.schema.json``.
 """
 from __future__ import annotations
 
@@ -47,8 +49,10 @@ from nnw.methods.base import (
     Prepare,
     Tags,
     TraceabilityMethod,
+    detection_rule,
+    rule_says_present,
 )
-from nnw.methods.keys import model_signature, to_jsonable
+from nnw.methods.keys import KeyConfigError, model_signature, to_jsonable, validate_config, validate_key
 from nnw.payload import decode_payload, encode_payload, to_symbols
 
 DEFAULTS: dict[str, Any] = {
@@ -135,7 +139,12 @@ class RTW(TraceabilityMethod):
         )
 
     def check_key(self, model: nn.Module, key: Key) -> None:
-        """KeyMismatchError unless the model has the key's layer with W_l of length M."""
+        """KeyMismatchError unless the key follows the schema and the model has its layer with W_l of length M."""
+        self._check_method(key)
+        try:
+            validate_key(key)
+        except KeyConfigError as exc:
+            raise KeyMismatchError(f"malformed RTW key: {exc}") from None
         self._weight(model, key)
 
     def _weight(self, model: nn.Module, key: Key) -> nn.Parameter:
@@ -202,10 +211,11 @@ class RTW(TraceabilityMethod):
         T = int(key.tensors["b"].numel())
         matches = T - round(dec.ber * T)
         p_value = float(binomial_sf(matches, T, 0.5))
+        rule = detection_rule(self.name)  # the spec's (BER = 0, Tables 12–16), never the key's
         return Detection(
-            present=dec.ber == 0.0,
+            present=rule_says_present(rule, dec.ber),
             score=1.0 - dec.ber,
-            threshold=1.0,
+            threshold=1.0 - float(rule["value"]),
             p_value=p_value,
             details={"ber": dec.ber, "matches": matches, "T": T, "actor_id": dec.actor_id, "valid": dec.valid,
                      **dec.details},
@@ -218,26 +228,12 @@ DERIVED = ("M", "payload")
 
 
 def _config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keygen config, checked against the schema's ``RTW.keygen`` (types, ranges, bounded T)."""
     cfg = dict(DEFAULTS)
     if config:
-        config = {k: v for k, v in config.items() if k not in DERIVED}
-        unknown = sorted(set(config) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown RTW config key(s) {unknown}; expected {sorted(DEFAULTS)}")
-        cfg.update(config)
-    T = cfg["T"]
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"RTW T (payload bits) must be a positive int, got {T!r}")
-    lam = cfg["lam"]
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0:
-        raise ValueError(f"RTW lam (λ) must be a positive number, got {lam!r}")
-    cfg["lam"] = float(lam)
-    if cfg["key_type"] not in KEY_TYPES:
-        raise ValueError(f"RTW key_type must be one of {KEY_TYPES}, got {cfg['key_type']!r}")
-    if isinstance(cfg["actor"], bool) or not isinstance(cfg["actor"], int) or cfg["actor"] < 0:
-        raise ValueError(f"RTW actor must be an int >= 0, got {cfg['actor']!r}")
-    if cfg["layer"] is not None and not isinstance(cfg["layer"], str):
-        raise ValueError(f"RTW layer must be a qualified weight name (str) or None, got {cfg['layer']!r}")
+        cfg.update({k: v for k, v in config.items() if k not in DERIVED})
+    validate_config("RTW", cfg, "keygen")
+    cfg["lam"] = float(cfg["lam"])
     return cfg
 
 

@@ -17,8 +17,11 @@ tensors (no host synchronisation).
 
 **Detection**: inference on the whole trigger set (eval mode, no grad; the model's train/eval
 state is restored after); share = fraction of triggers given their key label. Present iff share >
-``threshold`` = 0.40 ("successfully retrieved if % is superior to 40", §7.4.4; spec README item 5:
-Tables 19–21's "BER" is this share). p-value = P[X ≥ matches], X ~ Bin(n, 1/C): the probability
+0.40 ("successfully retrieved if % is superior to 40", §7.4.4; spec README item 5: Tables 19–21's
+"BER" is this share). The rule is the spec's, read from the spec's data file
+(:func:`nnw.methods.base.detection_rule`): a key never sets its own threshold (a key or config
+``threshold`` is refused unless it merely repeats the spec's value). p-value = P[X ≥ matches],
+X ~ Bin(n, 1/C): the probability
 that an unmarked model, labelling triggers independently of the key, agrees that often.
 TBW is a black-box method: the Key is not tied to an architecture (a distilled student of another
 architecture can still be queried); only the number of classes must agree.
@@ -42,8 +45,18 @@ from nnw.methods.base import (
     Tags,
     TraceabilityMethod,
     default_prepare,
+    detection_rule,
+    rule_says_present,
 )
-from nnw.methods.keys import model_signature, to_jsonable
+from nnw.methods.keys import (
+    KeyConfigError,
+    bound,
+    model_signature,
+    to_jsonable,
+    validate_config,
+    validate_key,
+    without_spec_threshold,
+)
 from nnw.metrics.rates import binomial_sf
 
 DEFAULTS: dict[str, Any] = {
@@ -51,7 +64,6 @@ DEFAULTS: dict[str, Any] = {
     "rho": 10,
     "num_classes": 10,
     "shape": [3, 32, 32],
-    "threshold": 0.40,
 }
 
 #: Batch size of the detection inference over the trigger set.
@@ -62,7 +74,8 @@ class TBW(TraceabilityMethod):
     """Adi et al.'s trigger-set (backdoor) watermark (NNW-TEC §7.4); see the module docstring.
 
     Config: ``n_triggers`` (100), ``rho`` (ρ = triggers per batch, 10), ``num_classes`` (10),
-    ``shape`` ([3, 32, 32]), ``threshold`` (0.40).
+    ``shape`` ([3, 32, 32]); ranges and bounds in ``nnw/schemas/key-config.schema.json``. The
+    detection threshold is the spec's (share > 40 %, §7.4.4), not a config entry.
     """
 
     name = "TBW"
@@ -101,6 +114,10 @@ class TBW(TraceabilityMethod):
 
     def _check_tensors(self, key: Key) -> None:
         self._check_method(key)
+        try:
+            validate_key(key)
+        except KeyConfigError as exc:
+            raise KeyMismatchError(f"malformed TBW key: {exc}") from None
         for name in ("triggers", "labels"):
             if name not in key.tensors:
                 raise KeyMismatchError(f"TBW key lacks its tensor {name!r}")
@@ -155,42 +172,37 @@ class TBW(TraceabilityMethod):
         logits = self._trigger_logits(model, key, prepare)
         y = key.tensors["labels"]
         C = int(key.config["num_classes"])
-        threshold = float(key.config.get("threshold", DEFAULTS["threshold"]))
+        rule = detection_rule(self.name)  # the spec's (§7.4.4), never the key's
         pred = logits.argmax(dim=1)
         n = int(y.numel())
         matches = int((pred == y).sum())
         share = matches / n
         p_value = float(binomial_sf(matches, n, 1.0 / C))
         return Detection(
-            present=share > threshold,
+            present=rule_says_present(rule, share),
             score=share,
-            threshold=threshold,
+            threshold=float(rule["value"]),
             p_value=p_value,
             details={"share": share, "matches": matches, "n": n, "num_classes": C},
         )
 
 
 def _config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keygen config: the schema's ``TBW.keygen`` (types, ranges, bounded sizes), and at most
+    ``TBW.trigger_values`` trigger values in all (n_triggers x C x H x W)."""
     cfg = dict(DEFAULTS)
     if config:
-        unknown = sorted(set(config) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown TBW config key(s) {unknown}; expected {sorted(DEFAULTS)}")
-        cfg.update(config)
-    for name in ("n_triggers", "rho", "num_classes"):
-        v = cfg[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"TBW {name} must be a positive int, got {v!r}")
-    if cfg["num_classes"] < 2:
-        raise ValueError(f"TBW num_classes must be >= 2, got {cfg['num_classes']}")
-    shape = cfg["shape"]
-    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"TBW shape must be [C, H, W] of positive ints, got {shape!r}")
-    cfg["shape"] = [int(s) for s in shape]
-    t = cfg["threshold"]
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t < 1.0:
-        raise ValueError(f"TBW threshold must be a share in [0, 1), got {t!r}")
-    cfg["threshold"] = float(t)
+        cfg.update(without_spec_threshold("TBW", config))  # a key's config given back: 0.40 is the spec's, dropped
+    if isinstance(cfg.get("shape"), tuple):
+        cfg["shape"] = list(cfg["shape"])
+    validate_config("TBW", cfg, "keygen")
+    values = cfg["n_triggers"] * cfg["shape"][0] * cfg["shape"][1] * cfg["shape"][2]
+    limit = bound("TBW.trigger_values")
+    if values > limit:
+        raise KeyConfigError(
+            f"TBW config: n_triggers x C x H x W = {cfg['n_triggers']} x {' x '.join(map(str, cfg['shape']))} "
+            f"= {values} trigger values exceeds the bound {limit}"
+        )
     return cfg
 
 
