@@ -1,12 +1,12 @@
 """End to end: a real conformance run -> Allure results -> Allure 3 HTML -> headless Chromium.
 
 1. ``pytester.runpytest_subprocess`` runs a small real selection of ``conformance/`` (NCT on the
-   tiny profile's ResNet8: the unmodified false-alarm cases, the alpha=0 pruning robustness case
+   tiny profile's ResNet8: the unmodified false-alarm cases, the alpha=0 noise cases
    and whatever else ``unmodified`` selects) with ``--alluredir``. The profile is a copy of
-   ``fixtures/profiles/tiny.json`` with ``thresholds.false_alarm_alpha = -1``: the false-alarm
-   clause fails when the lower confidence bound of the rate exceeds the nominal rate, and a bound
-   is never below 0, so those clauses fail whatever the trained numbers are (deliberate,
-   deterministic failures); the others keep their real verdicts.
+   ``fixtures/profiles/tiny.json`` with a nominal false-alarm rate of 1e-9 (``decisions``) and
+   ``thresholds.false_alarm_alpha = -1`` (fingerprint unicity): a detector at 5 % read 600 times
+   is significantly above 1e-9, so those clauses fail whatever the trained numbers are
+   (deliberate, deterministic failures); the others keep their real verdicts.
 2. ``npx --yes allure@3 generate RESULTS -o HTML`` builds the report (Allure 3: npm, no Java; its
    default multi-file report needs an HTTP server, not ``file://``).
 3. The report is served by ``http.server`` in a thread and opened in headless Chromium through
@@ -38,7 +38,7 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE = REPO / "conformance"
 TINY = REPO / "fixtures" / "profiles" / "tiny.json"
-SELECTION = "ResNet8 and NCT and (unmodified or alpha0-pruning)"
+SELECTION = "ResNet8 and NCT and (unmodified or alpha0-noise)"
 ALLURE = os.environ.get("NNW_ALLURE_NPX_PACKAGE", "allure@3")  # e.g. allure@3.18.0 to pin the CLI
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -92,9 +92,10 @@ def model_cache(request, tmp_path_factory) -> Path:
 def _failing_profile(tmp: Path) -> Path:
     profile = json.loads(TINY.read_text())
     profile["name"] = "tiny-browser-report"
-    profile["description"] = ("tests/test_browser_report.py: the tiny profile with false_alarm_alpha = -1, so "
-                              "that every false-alarm clause fails (a confidence bound is never below 0)")
-    profile["thresholds"]["false_alarm_alpha"] = -1
+    profile["description"] = ("tests/test_browser_report.py: the tiny profile with a nominal false-alarm rate of "
+                              "1e-9, so that every false-alarm clause fails (a 5 % detector on 600 reads)")
+    profile["decisions"]["nominal_false_alarm_rate"] = 1e-9
+    profile["thresholds"]["false_alarm_alpha"] = -1  # fingerprint unicity: fails too
     path = tmp / "tiny-browser-report.json"
     path.write_text(json.dumps(profile, indent=1))
     return path
@@ -148,7 +149,7 @@ def test_allure_html_report_in_headless_chromium(pytester, monkeypatch, tmp_path
     assert failed >= 1 and passed >= 1 and not outcomes.get("error"), out[-3000:]
     run.stdout.fnmatch_lines(["FAILED *test_false_alarms.py::test_false_alarms[[]NCT-ResNet8-alpha0-unmodified[]]*"])
     cert = json.loads(cert_path.read_text())
-    assert cert["summary"] == {"verdict": "fail", "counts": {"fail": failed, "pass": passed}}
+    assert cert["summary"]["counts"] == {"fail": failed, "pass": passed} and cert["summary"]["verdict"] == "fail"
     assert list(results.glob("*-attachment.png")), (
         "no PNG attachment in the Allure results: nnw.pytest_plugin._allure must attach "
         "nnw.plots.clause_plot(result) as an image/png attachment")

@@ -66,14 +66,6 @@ def _output(result) -> str:
     return "\n".join(result.outlines + result.errlines)
 
 
-def _write_profile(path: Path, **thresholds) -> Path:
-    """A copy of the tiny profile with other thresholds (same tasks and seeds: same cached models)."""
-    data = json.loads(TINY.read_text())
-    data["thresholds"].update(thresholds)
-    path.write_text(json.dumps(data, indent=1))
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_cases():
     return build_cases(load_profile(str(TINY)), [get_method(n) for n in ("NCT", "RTW", "TBW")])
@@ -171,33 +163,35 @@ def _serial_run(pytester, plugin_dir) -> dict:
 def test_real_run_passes_and_writes_a_valid_certificate(pytester, plugin_dir):
     run = _serial_run(pytester, plugin_dir)
     result, cert_path = run["result"], run["cert"]
-    assert result.ret == 0, _output(result)
-    outcomes = result.parseoutcomes()
-    n = outcomes.get("passed", 0)
-    assert n >= 9 and not outcomes.get("failed") and not outcomes.get("errors")
-    result.stdout.fnmatch_lines(["*nnw conformance summary*", f"verdicts: pass {n}", f"certificate: {cert_path}"])
-    result.stdout.fnmatch_lines(["Robustness:", "  PASS * NCT-ResNet8-alpha0-pruning-P50: *"])
-
     cert = json.loads(cert_path.read_text())
     validate(cert)
-    assert cert["summary"] == {"verdict": "pass", "counts": {"pass": n}}
+    # the exit status follows the grade: 0 conformant, 6 incomplete (the tiny profile's population
+    # is small: a clause whose assessable models give too little power is inconclusive, a skip)
+    assert result.ret == cert["summary"]["exit_status"] in (0, 6), _output(result)
+    outcomes = result.parseoutcomes()
+    n, undecided = outcomes.get("passed", 0), outcomes.get("skipped", 0)
+    assert n >= 9 and not outcomes.get("failed") and not outcomes.get("errors")
+    result.stdout.fnmatch_lines(["*nnw conformance summary*", "verdicts: *pass *", f"certificate: {cert_path}"])
+    result.stdout.fnmatch_lines(["Robustness:", "  PASS * NCT-ResNet8-alpha0-noise-S0.01: *"])
+    assert cert["summary"]["counts"].get("pass") == n and sum(cert["summary"]["counts"].values()) == n + undecided
+    assert cert["summary"]["grade"] == ("incomplete" if undecided else "conformant")
     assert [m["name"] for m in cert["methods"]] == ["NCT"]  # only the methods that were run
     assert cert["profile"]["name"] == "tiny"
     profile = load_profile(str(TINY))
     assert cert["seeds"] == {"model_seeds": profile.model_seeds, "key_seeds": profile.key_seeds}
     assert cert["environment"]["device"] == "cpu"
     clauses = cert["clauses"]
-    assert len(clauses) == n
+    assert len(clauses) == n + undecided
     assert [c["nodeid"] for c in clauses] == sorted(c["nodeid"] for c in clauses)
     by_id = {c["nodeid"]: c for c in clauses}
     rob = by_id["conformance/test_robustness.py::test_robustness[NCT-ResNet8-alpha0-pruning-P50]"]
     assert rob["clause"] == "NNW-TEC §7.2.6" and rob["table"] == "11"
     assert rob["modification"] and rob["config"]["alpha"] == 0 and rob["property"] == "robustness"
-    assert len(rob["rows"]) == len(profile.key_seeds)
+    assert len(rob["rows"]) == len(profile.model_seeds) * len(profile.key_seeds)  # the population
     fa = by_id["conformance/test_false_alarms.py::test_false_alarms[NCT-ResNet8-alpha2-unmodified]"]
     assert fa["clause"] == "IEEE 3304 false alarm rate" and fa["config"]["alpha"] == 2
     for c in clauses:
-        assert c["verdict"] == "pass" and c["method"] == "NCT" and c["task"] == "ResNet8", c["nodeid"]
+        assert c["verdict"] in ("pass", "inconclusive") and c["method"] == "NCT" and c["task"] == "ResNet8", c["nodeid"]
         assert c["clause"] and c["title"] and c["message"] and isinstance(c["measured"], dict)
 
 
@@ -213,12 +207,12 @@ def _json_diff(a, b, path="") -> list[str]:
 @pytest.mark.slow
 def test_xdist_run_gives_the_same_certificate(pytester, plugin_dir):
     serial = _serial_run(pytester, plugin_dir)
-    assert serial["result"].ret == 0, _output(serial["result"])
+    assert serial["result"].ret in (0, 6), _output(serial["result"])
     cache, cert = plugin_dir / "cache-xdist", plugin_dir / "xdist-certificate.json"
     assert not cache.exists()
     result = pytester.runpytest_subprocess(*_args("-k", SELECTION, "-n", "2", "--dist", "loadgroup", cache=cache,
                                                   cert=cert), timeout=TIMEOUT)
-    assert result.ret == 0, _output(result)
+    assert result.ret == serial["result"].ret, _output(result)
     assert result.parseoutcomes()["passed"] == serial["result"].parseoutcomes()["passed"]
     a, b = serial["cert"].read_text(), cert.read_text()
     assert a == b, "\n".join(_json_diff(json.loads(a), json.loads(b))[:20])
@@ -228,18 +222,23 @@ def test_xdist_run_gives_the_same_certificate(pytester, plugin_dir):
 XFAILS = """\
 # known failures declared by the submitter (node-id prefixes)
 conformance/test_false_alarms.py::test_false_alarms[NCT-ResNet8-alpha0-   # full node id prefix
-test_robustness[NCT-ResNet8-alpha0-pruning
+test_robustness[NCT-ResNet8-alpha0-noise
 """
-#: false alarms (they fail: nominal rate -1) and one robustness clause (it passes)
-XFAIL_SELECTION = "NCT-ResNet8-alpha0-unmodified or NCT-ResNet8-alpha0-pruning"
+#: false alarms (they fail: nominal rate 1e-9) and one robustness clause (it passes)
+XFAIL_SELECTION = "NCT-ResNet8-alpha0-unmodified or NCT-ResNet8-alpha0-noise"
 FA_UNMODIFIED = "conformance/test_false_alarms.py::test_false_alarms[NCT-ResNet8-alpha0-unmodified]"
-FA_PRUNING = "conformance/test_false_alarms.py::test_false_alarms[NCT-ResNet8-alpha0-pruning-P50]"
-ROB_PRUNING = "conformance/test_robustness.py::test_robustness[NCT-ResNet8-alpha0-pruning-P50]"
+FA_PRUNING = "conformance/test_false_alarms.py::test_false_alarms[NCT-ResNet8-alpha0-noise-S0.01]"
+ROB_PRUNING = "conformance/test_robustness.py::test_robustness[NCT-ResNet8-alpha0-noise-S0.01]"
 
 
 def _failing_profile(plugin_dir) -> Path:
-    # a false-alarm rate can never lie below a nominal rate of -1: the clause fails, cheaply and surely
-    return _write_profile(plugin_dir / "tiny-failing.json", false_alarm_alpha=-1.0)
+    # a detector at 5 % can never look calibrated against a nominal rate of 1e-9 on 600 reads:
+    # the clause fails, cheaply and surely
+    path = plugin_dir / "tiny-failing.json"
+    data = json.loads(TINY.read_text())
+    data["decisions"]["nominal_false_alarm_rate"] = 1e-9
+    path.write_text(json.dumps(data, indent=1))
+    return path
 
 
 def _xfail_run(pytester, plugin_dir) -> dict:
@@ -292,11 +291,11 @@ def test_failing_clause_without_xfails_file_fails_the_run(pytester, plugin_dir):
     assert any(line.startswith("FAILED ") and FA_UNMODIFIED in line for line in result.outlines), out
     assert "IEEE 3304 false alarm rate — False alarms of NCT on never-marked ResNet8 models" in out  # the clause
     result.stdout.fnmatch_lines(["*nnw conformance summary*",
-                                 "*FAIL*NCT-ResNet8-alpha0-unmodified*lies above the nominal -1.0*"])
+                                 "*FAIL*NCT-ResNet8-alpha0-unmodified*significantly above the nominal 1e-09*"])
     cert = json.loads(cert.read_text())
     validate(cert)
     assert [(c["nodeid"], c["verdict"]) for c in cert["clauses"]] == [(FA_UNMODIFIED, "fail")]
-    assert cert["summary"] == {"verdict": "fail", "counts": {"fail": 1}}
+    assert cert["summary"]["counts"] == {"fail": 1} and cert["summary"]["grade"] == "not conformant"
 
 
 def test_a_declared_known_failure_that_crashes_is_still_an_error(pytester):

@@ -332,7 +332,7 @@ def test_render_checks_certificate(checks_cert):
     assert [r.split(" | ")[3] for r in rows] == ["10", "50", "90"]  # ordered by the parameter
     assert rows[0].endswith("| 0.9 / 0.9 / 0.9 / 0.9 | 0 | 0.2 | 1 / 1 / 1 / 1 (1) | 4/4 | Table 11: 0.748, 0 | pass |")
     assert rows[2].endswith("| 0.1✗ / 0.1✗ / 0.1✗ / 0.1✗ | 0 | 0.2 | 9 / 9 / 9 / 9 (9) | 4/4 | Table 11: 0.732, 327 | **FAIL** |")
-    assert "| ResNet8 | alpha=0, N=64 | unmodified | 0/400 | 0 | [0.000, 0.009] (95%) | 0.05 | 0 | pass |" in md
+    assert "| ResNet8 | alpha=0, N=64 | unmodified | 0/600 | 0 | [0.000, 0.006] (95%) | 0.05 | 0 | pass |" in md
     assert "| ResNet8 | NCT | 50% | 0.0625 | 0.2 | no | 4/5 | **FAIL** |" in md
     # §7.2.6 stage by stage: after each later mark, which Actors are recovered (1st lost at 0.5**3 < 0.2)
     actors = md[md.index("### Actors recovered after each later mark"):]
