@@ -72,10 +72,14 @@ def grade(clauses: list[dict[str, Any]]) -> dict[str, Any]:
     else:
         g = CONFORMANT
     deviations = [{"clause": c.get("clause"), "nodeid": c.get("nodeid"), "method": c.get("method"),
-                   "reason": c.get("known_failure_reason", "declared known failure")}
+                   "reason": (c.get("deviation") or {}).get("reason", "declared known failure"),
+                   "source": (c.get("deviation") or {}).get("source")}
                   for c in clauses if c["verdict"] == "known failure"]
+    passing = [{"nodeid": c.get("nodeid"), "source": c["deviation"].get("source")}
+               for c in clauses if c.get("deviation") and c["verdict"] == "pass"]
     undecided = [c.get("nodeid") for c in clauses if c["verdict"] in ("inconclusive", "not assessed")]
-    return {"grade": g, "exit_status": EXIT_STATUS[g], "deviations": deviations, "undecided": undecided}
+    return {"grade": g, "exit_status": EXIT_STATUS[g], "deviations": deviations, "undecided": undecided,
+            "passing_deviations": passing}
 
 
 def strict_json(value: Any) -> Any:
@@ -112,7 +116,7 @@ def build_certificate(profile, methods: Iterable, device: str, clauses: list[dic
     }
 
 
-def write_certificate(config, clauses: list[dict[str, Any]]) -> Path:
+def write_certificate(config, clauses: list[dict[str, Any]], unmatched_deviations=()) -> Path:
     from nnw.device import resolve_device
     from nnw.methods.registry import get_method
     from nnw.profile import load_profile
@@ -127,6 +131,10 @@ def write_certificate(config, clauses: list[dict[str, Any]]) -> Path:
     for info, method in zip(cert["methods"], methods):  # clauses the method's tags exclude (ONNX-style "not applicable")
         cases = build_cases(profile, [method])
         info["not_applicable"] = sorted(prop for prop, items in cases.items() if not items)
+    cert["summary"]["unmatched_deviations"] = [d for d in unmatched_deviations
+                                               if not d["source"].startswith("nnw/methods/")]
+    for d in cert["summary"]["deviations"]:  # clause, reason, method and its version
+        d["method_version"] = next((m["version"] for m in cert["methods"] if m["name"] == d["method"]), None)
     cert = strict_json(cert)
     validate(cert)
     path = Path(config.getoption("--nnw-certificate"))

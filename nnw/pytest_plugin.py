@@ -41,7 +41,8 @@ def pytest_addoption(parser):
                 help="model cache directory (default: $NNW_CACHE_DIR or ~/.cache/nnw)")
     g.addoption("--nnw-device", default="auto", help="auto|cpu|cuda (under xdist each worker pins one GPU)")
     g.addoption("--nnw-xfails-file", default=None,
-                help="file of node-id prefixes (one per line, '#' comments) declared as known failures")
+                help="declared deviations: lines 'METHOD  test_FAMILY[METHOD-...  # reason' (examples/xfails-example.txt); "
+                     "the built-in methods' own (nnw/methods/deviations.txt) always apply")
     g.addoption("--nnw-certificate", default="nnw-certificate.json",
                 help="where the controller writes the certificate JSON (default: nnw-certificate.json)")
 
@@ -55,6 +56,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "nnw_clause: a conformance clause of MPAI-NNW / NNW-TEC")
     config.addinivalue_line("markers", "cost: computational-cost measurement (serial pass, no xdist)")
     config.pluginmanager.register(ClauseCollector(config), "nnw-clause-collector")
+    from nnw.stress import StressCollector  # adversarial stress: its own certificate section (nnw.stress)
+
+    config.pluginmanager.register(StressCollector(config), "nnw-stress-collector")
 
 
 # -- session state ------------------------------------------------------------------------
@@ -101,22 +105,31 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_modifyitems(config, items):
+    """Declared deviations (nnw.deviations): the built-in methods' own, and the submitter's file."""
+    from nnw.deviations import DeviationsError, builtin, load
+
     path = config.getoption("--nnw-xfails-file")
-    if not path:
-        return
-    p = Path(path)
-    if not p.is_file():
-        raise pytest.UsageError(f"--nnw-xfails-file {path}: no such file")
-    prefixes = [line.split("#", 1)[0].strip() for line in p.read_text().splitlines()]
-    prefixes = [x for x in prefixes if x]
+    try:
+        declared = builtin(_methods(config).values()) if any(i.get_closest_marker("nnw_clause") for i in items) else []
+        if path:
+            if not Path(path).is_file():
+                raise pytest.UsageError(f"--nnw-xfails-file {path}: no such file")
+            declared += load(path)
+    except DeviationsError as e:
+        raise pytest.UsageError(f"--nnw-xfails-file: {e}") from None
+    used = set()
     for item in items:
-        for prefix in prefixes:
-            if item.nodeid.startswith(prefix) or item.nodeid.split("::", 1)[-1].startswith(prefix):
+        for d in declared:
+            if d.matches(item.nodeid):
                 # only a failed clause is the declared failure: a crash (any other exception) stays an error
-                item.add_marker(pytest.mark.xfail(reason=f"declared known failure ({path})", strict=False,
+                item.add_marker(pytest.mark.xfail(reason=f"declared deviation ({d.source}): {d.reason}", strict=False,
                                                   raises=pytest.fail.Exception))
-                item.user_properties.append(("nnw_known_failure", prefix))
+                item.user_properties.append(("nnw_known_failure", json.dumps(
+                    {"method": d.method, "prefix": d.prefix, "reason": d.reason, "source": d.source})))
+                used.add(d)
                 break
+    config._nnw_unmatched_deviations = [{"method": d.method, "prefix": d.prefix, "source": d.source}
+                                        for d in declared if d not in used]
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -148,7 +161,10 @@ def nnw_device(pytestconfig, nnw_profile):
 
 @pytest.fixture(scope="session")
 def nnw_zoo(pytestconfig, nnw_profile, nnw_device):
+    import contextlib
     import logging
+    import sys
+    import time
 
     from nnw.cache import ModelCache
     from nnw.zoo import Zoo
@@ -156,12 +172,27 @@ def nnw_zoo(pytestconfig, nnw_profile, nnw_device):
     tr = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid")
     log = logging.getLogger("nnw.progress")
+    capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    started = time.monotonic()
 
-    def progress(msg):  # long runs show progress (serial runs: on the terminal; workers: in the log)
-        if tr is not None and worker is None and pytestconfig.getoption("verbose") >= 0:
-            tr.write_line(f"[nnw] {msg}")
-        else:
-            log.info(msg)
+    def progress(msg):
+        """Long runs show progress, live, even with output captured and going to a file (CI logs):
+        a line per model built (per epoch with -v; none with -qq), on the terminal in a serial run and
+        on stderr from an xdist worker (its stderr is the controller's), always in the log too."""
+        log.info(msg)
+        verbose = pytestconfig.getoption("verbose")
+        if verbose <= -2 or (msg[:1].isspace() and verbose < 1):  # indented lines: per-epoch detail
+            return
+        minutes, seconds = divmod(int(time.monotonic() - started), 60)
+        line = f"[nnw{' ' + worker if worker else ''} {minutes}:{seconds:02d}] {msg.strip()}"
+        disabled = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+        with disabled:
+            if tr is not None and worker is None:
+                tr.write_line(line)
+                tr.flush()
+            else:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
 
     return Zoo(nnw_profile, ModelCache(pytestconfig.getoption("--nnw-cache-dir")), nnw_device,
                pytestconfig.getoption("--nnw-data-root"), progress=progress)
@@ -266,6 +297,9 @@ class ClauseCollector:
             if name == _CLAUSE_PROP and report.when == "call":
                 data = json.loads(value)
                 data["nodeid"] = report.nodeid
+                declared = [json.loads(v) for n, v in report.user_properties if n == "nnw_known_failure"]
+                if declared:
+                    data["deviation"] = declared[0]
                 if hasattr(report, "wasxfail") and report.skipped:  # declared and it did fail
                     data["verdict"] = "known failure"
                 self.clauses.append(data)
@@ -275,7 +309,8 @@ class ClauseCollector:
             return
         from nnw.certificate import write_certificate
 
-        self.certificate_path = write_certificate(self.config, self.clauses)
+        unmatched = getattr(self.config, "_nnw_unmatched_deviations", [])
+        self.certificate_path = write_certificate(self.config, self.clauses, unmatched)
         _allure_certificate(self.config, self.certificate_path)
         from nnw.certificate import EXIT_STATUS, grade
 
@@ -286,11 +321,21 @@ class ClauseCollector:
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         if hasattr(config, "workerinput") or not self.clauses:
             return
+        from nnw.certificate import grade
         from nnw.summary import summary_lines
 
         terminalreporter.section("nnw conformance summary")
         for line in summary_lines(self.clauses):
             terminalreporter.write_line(line)
+        g = grade(self.clauses)
+        for c in g["passing_deviations"]:
+            terminalreporter.write_line(f"declared deviation that passed (remove it?): {c['nodeid']} "
+                                        f"({c['source']})")
+        if self.config.getoption("--nnw-xfails-file"):
+            for d in getattr(self.config, "_nnw_unmatched_deviations", []):
+                if not d["source"].startswith("nnw/methods/"):
+                    terminalreporter.write_line(f"declared deviation that matched no clause: {d['prefix']} ({d['source']})")
+        terminalreporter.write_line(f"grade: {g['grade']} (exit status {g['exit_status']})")
         if self.certificate_path:
             terminalreporter.write_line(f"certificate: {self.certificate_path}")
 

@@ -198,21 +198,22 @@ def test_example_package_uses_only_the_public_interface(path):
 
 
 def test_xfails_example_file_format():
-    """Every non-comment line is a node-id prefix naming an existing conformance test function."""
-    lines = (EXAMPLES / "xfails-example.txt").read_text().splitlines()
-    prefixes = [line.split("#", 1)[0].strip() for line in lines]
-    prefixes = [p for p in prefixes if p]
-    assert prefixes
-    functions = {f.name: [n.name for n in ast.parse(f.read_text()).body if isinstance(n, ast.FunctionDef)]
-                 for f in CONFORMANCE.glob("test_*.py")}
-    for p in prefixes:
-        if "::" in p:  # "conformance/test_x.py::test_x[...": the file must exist, the test must start so
-            file, _, test = p.partition("::")
-            assert file.startswith("conformance/") and Path(file).name in functions, p
-            names = functions[Path(file).name]
-        else:  # "test_x[...": the part of the node id after "::"
-            test, names = p, [n for ns in functions.values() for n in ns]
-        assert any(test.split("[")[0] == n for n in names), p
+    """Every entry of the example and of the built-in methods' deviations parses (method, one clause
+    family, reason) and names an existing conformance test function."""
+    from importlib import resources
+
+    from nnw.deviations import parse
+
+    functions = {n.name for f in CONFORMANCE.glob("test_*.py")
+                 for n in ast.parse(f.read_text()).body if isinstance(n, ast.FunctionDef)}
+    for text, source in (((EXAMPLES / "xfails-example.txt").read_text(), "example"),
+                         (resources.files("nnw.methods").joinpath("deviations.txt").read_text(), "built-in")):
+        entries = parse(text, source)
+        assert entries and all(d.reason for d in entries)
+        for d in entries:
+            assert d.family in functions, d
+            if "::" in d.prefix:
+                assert (CONFORMANCE.parent / d.prefix.split("::")[0]).is_file(), d
 
 
 def test_github_workflow_example():

@@ -220,9 +220,10 @@ def test_xdist_run_gives_the_same_certificate(pytester, plugin_dir):
 
 # -- known failures --------------------------------------------------------------------------------
 XFAILS = """\
-# known failures declared by the submitter (node-id prefixes)
-conformance/test_false_alarms.py::test_false_alarms[NCT-ResNet8-alpha0-   # full node id prefix
-test_robustness[NCT-ResNet8-alpha0-noise
+# deviations declared by the submitter: METHOD  node-id prefix  # reason
+NCT  conformance/test_false_alarms.py::test_false_alarms[NCT-ResNet8-alpha0-   # full node id prefix
+NCT  test_robustness[NCT-ResNet8-alpha0-noise   # declared, but it passes: reported
+NCT  test_robustness[NCT-VGG16-   # matches nothing in this selection: reported
 """
 #: false alarms (they fail: nominal rate 1e-9) and one robustness clause (it passes)
 XFAIL_SELECTION = "NCT-ResNet8-alpha0-unmodified or NCT-ResNet8-alpha0-noise"
@@ -267,6 +268,29 @@ def test_xfails_file_turns_a_failing_clause_into_a_known_failure(pytester, plugi
     verdicts = {c["nodeid"]: c["verdict"] for c in cert["clauses"]}
     assert verdicts[FA_UNMODIFIED] == verdicts[FA_PRUNING] == "known failure"
     assert cert["summary"]["verdict"] == "pass" and "fail" not in cert["summary"]["counts"]
+    assert cert["summary"]["grade"] == "conformant with declared deviations"
+    assert {d["nodeid"] for d in cert["summary"]["deviations"]} == {FA_UNMODIFIED, FA_PRUNING}
+    assert all(d["reason"] == "full node id prefix" and d["method"] == "NCT" and d["method_version"]
+               for d in cert["summary"]["deviations"])
+    # stale declarations are reported, as a strict xfail would flag them
+    assert [d["nodeid"] for d in cert["summary"]["passing_deviations"]] == [ROB_PRUNING]
+    assert [d["prefix"] for d in cert["summary"]["unmatched_deviations"]] == ["test_robustness[NCT-VGG16-"]
+    result.stdout.fnmatch_lines(["declared deviation that passed (remove it?): *" + ROB_PRUNING + "*",
+                                 "declared deviation that matched no clause: test_robustness[[]NCT-VGG16- *",
+                                 "grade: conformant with declared deviations (exit status 0)"])
+
+
+def test_a_deviations_file_cannot_cover_everything(pytester):
+    """A line like 'test_' (every failure of every method), an entry without a method or a reason, or
+    one that names another method's clause, is refused with one clear usage error."""
+    for bad, why in (("test_", "expected 'METHOD"), ("NCT  test_  # all", "does not name one clause family"),
+                     ("NCT  test_robustness[RTW-  # other", "is not a clause of NCT"),
+                     ("NCT  test_robustness[NCT-", "has no reason")):
+        xfails = pytester.path / "bad.txt"
+        xfails.write_text(bad + "\n")
+        result = pytester.runpytest_inprocess(*_args("--collect-only", "-q", "--import-mode=importlib",
+                                                     "-k", "NCT-ResNet8-alpha0-unmodified", "--nnw-xfails-file", xfails))
+        assert result.ret == 4 and why in _output(result), (bad, _output(result))
 
 
 @pytest.mark.slow
@@ -304,14 +328,16 @@ def test_a_declared_known_failure_that_crashes_is_still_an_error(pytester):
     pytester.makepyfile(test_declared="""
         import pytest
 
-        def test_clause_fails():
+        @pytest.mark.parametrize("case", ["Mine-a"])
+        def test_robustness(case):
             pytest.fail("NNW-TEC clause failed", pytrace=False)
 
-        def test_crashes():
+        @pytest.mark.parametrize("case", ["Mine-a"])
+        def test_integrity(case):
             raise ValueError("unknown config key")
     """)
     xfails = pytester.path / "xfails.txt"
-    xfails.write_text("# both declared\ntest_declared.py::test_clause_fails\ntest_declared.py::test_crashes\n")
+    xfails.write_text("# both declared\nMine  test_robustness[Mine-  # fails\nMine  test_integrity[Mine-  # crashes\n")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--nnw-xfails-file", str(xfails))
     outcomes = result.parseoutcomes()
     assert outcomes.get("xfailed") == 1 and outcomes.get("failed") == 1, _output(result)

@@ -315,7 +315,7 @@ def test_checks_certificate_is_what_the_checks_produce(checks_cert):
     assert by_case["NCT-ResNet8-integrity-unmodified"]["verdict"] == "pass"
     assert by_case["NCT-ResNet8-integrity-pruning-P10"]["verdict"] == "pass"  # every pruned model judged modified
     assert checks_cert["summary"] == {"verdict": "fail", "counts": {"fail": 2, "pass": 6}, "grade": "not conformant",
-                                      "exit_status": 1, "deviations": [], "undecided": []}
+                                      "exit_status": 1, "deviations": [], "undecided": [], "passing_deviations": []}
 
 
 def test_render_checks_certificate(checks_cert):
