@@ -134,11 +134,13 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                                                         tid, group))
             if not classification and tags.kind == "active":
                 continue  # robustness tables of NNW-TEC cover the classification task
-            if tags.detects and tags.kind == "active":
-                for cfg, label in rob_cfgs:
+            if tags.kind == "active":  # mandatory for every active method, whatever it declares: a
+                # method that neither detects nor decodes fails them (nnw.checks.campaign)
+                figure4 = tags.multi_mark and "overwriting" in profile.data["methods"].get(method.name, {})
+                for cfg, label in (rob_cfgs or [((), "")]):
                     group = _tid(method.name, task, label)
                     for mod in mods:
-                        if mod.family == "overwriting" and tags.multi_mark:
+                        if mod.family == "overwriting" and figure4:
                             continue  # covered by the Figure 4 case
                         out["robustness"].append(Case("robustness", method.name, task, cfg, mod.name,
                                                       table_for(method.name, mod.family, task),
@@ -150,7 +152,7 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                                                         group))
                     out["cross_actor"].append(Case("cross_actor", method.name, task, cfg, None, None,
                                                    _tid(method.name, task, label, "cross-Actor"), group))
-                if tags.multi_mark and "overwriting" in profile.data["methods"].get(method.name, {}):
+                if figure4:
                     cfg, label = rob_cfgs[0]
                     out["overwriting"].append(Case("overwriting", method.name, task, cfg, None, "F4",
                                                    _tid(method.name, task, "overwriting"), _tid(method.name, task)))

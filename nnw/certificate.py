@@ -31,18 +31,9 @@ def validate(cert: dict[str, Any]) -> None:
 
 
 def _source_digest(method) -> str:
-    """sha256 of every .py file of the package that defines the method (the whole code it ships)."""
-    h = hashlib.sha256()
-    try:
-        top = importlib.import_module(type(method).__module__.split(".")[0])
-        roots = [Path(d) for d in getattr(top, "__path__", [])]
-        files = sorted(f for d in roots for f in d.rglob("*.py")) if roots else [Path(top.__file__)]
-        for f in files:
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    except (ImportError, TypeError, OSError):
-        h.update(repr(type(method)).encode())
-    return h.hexdigest()
+    from nnw.methods.identity import source_digest
+
+    return source_digest(method)
 
 
 def _method_info(method) -> dict[str, Any]:

@@ -30,7 +30,8 @@ class SyntheticDetector:
 
     name, version = "Synthetic", "1"
     tags = SimpleNamespace(kind="active", insertion="post-training", detects=True, decodes=False,
-                           fingerprints=False, multi_mark=False, tasks=frozenset({"classification"}))
+                           fingerprints=False, multi_mark=False, tasks=frozenset({"classification"}),
+                           integrity=False)
 
     def __init__(self, rate: float, trial: int = 0, miss_rate: float = 0.0):
         self.rate, self.trial, self.miss_rate = rate, trial, miss_rate
@@ -250,3 +251,30 @@ def test_grades_follow_the_verdicts():
     assert g("pass", "inconclusive") == g("not assessed") == "incomplete"
     assert g("fail", "inconclusive", "known failure") == "not conformant"
     assert EXIT_STATUS["incomplete"] == 6 and EXIT_STATUS["not conformant"] == 1
+
+
+# -- no declaration removes a mandatory clause --------------------------------------------------------
+def _tagged(**tags):
+    m = SyntheticDetector(0.0)
+    m.tags = SimpleNamespace(**{**vars(SyntheticDetector.tags), **tags})
+    m.name = "Declared"
+    m.default_config = {}
+    return m
+
+
+def test_an_active_method_declaring_no_detector_still_gets_robustness_and_false_alarms_and_fails_them():
+    from nnw.cases import build_cases
+
+    silent = _tagged(detects=False, decodes=False)
+    cases = build_cases(EMBEDDED, [silent])
+    assert cases["robustness"] and cases["false_alarms"] and cases["cross_actor"]
+    res = check_robustness(SyntheticZoo(EMBEDDED), silent, "ResNet8", {}, parse_modification("noise(S=0.01)"),
+                           tolerance=0.1)
+    assert res.verdict == "fail" and "declares neither detect nor decode" in res.message
+
+
+def test_a_third_party_multi_mark_method_gets_overwriting():
+    from nnw.cases import build_cases
+
+    cases = build_cases(EMBEDDED, [_tagged(multi_mark=True)])
+    assert any(c.modification and c.modification.startswith("overwriting") for c in cases["robustness"])

@@ -102,7 +102,7 @@ def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed:
         if work is None:  # the method reads a copy; it is checked after every call, so it stays pristine
             work = copies[ref] = copy.deepcopy(read.model)
         key = read.key.copy() if hasattr(read.key, "copy") else copy.deepcopy(read.key)
-        det = method.detect(work, key, prepare=prepare)
+        det = _detection(method, work, key, prepare)
         present = _as_bool(getattr(det, "present", None))
         if present is None:
             raise MethodMisbehaved(f"{method.name}.detect returned present={getattr(det, 'present', None)!r}: "
@@ -126,6 +126,40 @@ def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed:
                                    "read the model, never modify it")
         rows[i] = row
     return rows  # type: ignore[return-value]
+
+
+def _detection(method, model, key, prepare):
+    """The method's Detection; a decode-only method detects through its decoding (the payload read
+    back without error: BER = 0, the spec's RTW rule); a method with neither misbehaves."""
+    tags = method.tags
+    if getattr(tags, "detects", True):
+        return method.detect(model, key, prepare=prepare)
+    if getattr(tags, "decodes", False):
+        from nnw.methods.base import Detection
+
+        dec = method.decode(model, key)
+        if dec.ber is None:
+            raise MethodMisbehaved(f"{method.name} neither detects nor reports a bit error rate when decoding")
+        return Detection(present=bool(float(dec.ber) == 0.0), score=1.0 - float(dec.ber), threshold=1.0)
+    raise MethodMisbehaved(f"{method.name} is an active method that declares neither detect nor decode: its "
+                           "mark cannot be looked for, so robustness and false alarms cannot pass")
+
+
+def fail_on_misbehaviour(check):
+    """A check whose method broke the protocol returns a failed clause naming what it did."""
+    import functools
+
+    @functools.wraps(check)
+    def wrapper(zoo, method, task_name, *args, **kwargs):
+        from nnw.checks.result import FAIL, ClauseResult
+
+        try:
+            return check(zoo, method, task_name, *args, **kwargs)
+        except MethodMisbehaved as e:
+            return ClauseResult("NNW-NNT protocol", f"{check.__name__} of {method.name} on {task_name}", FAIL,
+                                f"the method broke the protocol: {e}")
+
+    return wrapper
 
 
 def population_key_seed(model_seed: int, key_seed: int) -> int:

@@ -29,8 +29,9 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def marked_identity(task_name: str, method, config: Mapping[str, Any], model_seed: int, key_seed: int) -> dict[str, Any]:
     """What determines a marked model: the identity its Modified models are cached under."""
-    return {"task": task_name, "method": method.name, "method_version": str(getattr(method, "version", "0")),
-            "config": dict(config), "model_seed": model_seed, "key_seed": key_seed,
+    from nnw.methods.identity import method_identity
+
+    return {"task": task_name, **method_identity(method), "config": dict(config), "model_seed": model_seed, "key_seed": key_seed,
             "name": f"{task_name} {method.name} key {key_seed}"}
 
 

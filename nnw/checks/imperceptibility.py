@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from nnw.checks.decision import FAIL, Pair, binomial_se, non_inferiority
+from nnw.checks.campaign import fail_on_misbehaviour
 from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
 from nnw.metrics import impact
@@ -30,6 +31,7 @@ def _se(task, key: str, value: float) -> float | None:
     return None
 
 
+@fail_on_misbehaviour
 def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any], *,
                            key_seeds: Sequence[int] | None = None, table: str | None = None) -> ClauseResult:
     task = zoo.task(task_name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from nnw.checks.decision import excess_rate
+from nnw.checks.campaign import fail_on_misbehaviour
 from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
 
@@ -37,6 +38,7 @@ def _measured(decision, rows, zoo) -> dict[str, Any]:
             "M": len(zoo.profile.model_seeds)}
 
 
+@fail_on_misbehaviour
 def check_false_alarms(zoo, method, task_name: str, config: Mapping[str, Any], modification=None, *,
                        clauses_in_family: int = 1) -> ClauseResult:
     rows = campaign(zoo, method, task_name, config, modification)["null"]
@@ -52,6 +54,7 @@ def check_false_alarms(zoo, method, task_name: str, config: Mapping[str, Any], m
                         rows, decision=decision.as_dict())
 
 
+@fail_on_misbehaviour
 def check_cross_actor(zoo, method, task_name: str, config: Mapping[str, Any], *,
                       clauses_in_family: int = 1) -> ClauseResult:
     rows = campaign(zoo, method, task_name, config, None)["cross"]

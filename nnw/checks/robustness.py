@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from nnw.checks.common import fmt
 from nnw.checks.decision import excess_rate
 from nnw.checks.overwriting import actor_recovery
+from nnw.checks.campaign import fail_on_misbehaviour
 from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
 
@@ -32,6 +33,7 @@ def degradation(perf: Mapping[str, float], ref: Mapping[str, float], keys) -> fl
     return max((ref[k] - perf[k]) / ref[k] for k in keys)
 
 
+@fail_on_misbehaviour
 def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], modification, *,
                      tolerance: float, clauses_in_family: int = 1, table: str | None = None) -> ClauseResult:
     task = zoo.task(task_name)
