@@ -49,14 +49,15 @@ CONFORMANT, WITH_DEVIATIONS, NOT_CONFORMANT, INCOMPLETE = (
 EXIT_STATUS = {CONFORMANT: 0, WITH_DEVIATIONS: 0, NOT_CONFORMANT: 1, INCOMPLETE: 6}
 
 
-def grade(clauses: list[dict[str, Any]]) -> dict[str, Any]:
+def grade(clauses: list[dict[str, Any]], missing: list[str] = ()) -> dict[str, Any]:
     """The certificate's grade: "not conformant" when any clause failed; "incomplete" when any clause
-    could not be decided (inconclusive, not assessed); "conformant with declared deviations" when
-    declared known failures remain; else "conformant"."""
+    could not be decided (inconclusive, not assessed) or a mandatory clause of the registry was not
+    evaluated (``missing``, from :func:`nnw.clauses.coverage`); "conformant with declared
+    deviations" when declared known failures remain; else "conformant"."""
     verdicts = Counter(c["verdict"] for c in clauses)
     if verdicts.get("fail"):
         g = NOT_CONFORMANT
-    elif verdicts.get("inconclusive") or verdicts.get("not assessed"):
+    elif verdicts.get("inconclusive") or verdicts.get("not assessed") or missing:
         g = INCOMPLETE
     elif verdicts.get("known failure"):
         g = WITH_DEVIATIONS
@@ -70,7 +71,7 @@ def grade(clauses: list[dict[str, Any]]) -> dict[str, Any]:
                for c in clauses if c.get("deviation") and c["verdict"] == "pass"]
     undecided = [c.get("nodeid") for c in clauses if c["verdict"] in ("inconclusive", "not assessed")]
     return {"grade": g, "exit_status": EXIT_STATUS[g], "deviations": deviations, "undecided": undecided,
-            "passing_deviations": passing}
+            "passing_deviations": passing, "not_evaluated": list(missing)}
 
 
 def strict_json(value: Any) -> Any:
@@ -90,19 +91,27 @@ def build_certificate(profile, methods: Iterable, device: str, clauses: list[dic
 
     import nnw
 
+    from nnw.clauses import clause_id, coverage, missing_mandatory
+
     clauses = sorted(clauses, key=lambda c: c["nodeid"])
+    for c in clauses:  # self-describing: the registry id beside method, task, Modification and value
+        c.setdefault("clause_id", clause_id(c.get("property", ""), c.get("modification")))
     counts = Counter(c["verdict"] for c in clauses)
+    infos = [_method_info(m) for m in methods]
+    cov = coverage(infos, clauses)
     return {
         "schema_version": SCHEMA_VERSION,
         "spec_version": nnw.SPEC_VERSION,
         "suite": {"name": "nnw-conformance", "version": nnw.__version__},
         "profile": {"name": profile.name, "source": profile.source,
                     "sha256": hashlib.sha256(json.dumps(profile.data, sort_keys=True).encode()).hexdigest()},
-        "methods": [_method_info(m) for m in methods],
+        "methods": infos,
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": device},
         "seeds": {"model_seeds": profile.model_seeds, "key_seeds": profile.key_seeds},
         "summary": {"verdict": "fail" if counts.get("fail") else "pass" if set(counts) <= {"pass", "not applicable",
-                    "known failure"} else "incomplete", "counts": dict(sorted(counts.items())), **grade(clauses)},
+                    "known failure"} else "incomplete", "counts": dict(sorted(counts.items())),
+                    **grade(clauses, missing_mandatory(cov))},
+        "coverage": cov,
         "clauses": clauses,
     }
 

@@ -273,7 +273,9 @@ def test_conformance_passes_the_honest_method(pytester, monkeypatch, example_run
     result, cert = run_conformance(pytester, monkeypatch, example_run_env, "SignSpread")
     result.assert_outcomes(passed=7)  # incl. integrity (tag integrity): unmodified and pruning(P=5)
     assert cert["summary"]["counts"] == {"pass": 7} and cert["summary"]["verdict"] == "pass"
-    assert cert["summary"]["grade"] == "conformant" and cert["summary"]["exit_status"] == 0
+    # every clause run passed; the -k selection leaves mandatory families unevaluated: incomplete
+    assert cert["summary"]["grade"] == "incomplete" and cert["summary"]["exit_status"] == 6
+    assert all(r["status"] != "evaluated" or set(r["verdicts"]) == {"pass"} for r in cert["coverage"]["SignSpread"])
     assert [c["verdict"] for c in _clauses(cert, "test_integrity")] == ["pass", "pass"]
     assert [m["name"] for m in cert["methods"]] == ["SignSpread"]
     assert cert["methods"][0]["origin"] == "nnw_example_methods.signspread:SignSpread"
@@ -281,7 +283,8 @@ def test_conformance_passes_the_honest_method(pytester, monkeypatch, example_run
     for c in _clauses(cert, "test_robustness"):
         useful = [r for r in c["rows"] if r["useful"]]
         assert all(r["detected"] for r in useful)
-    assert all(c["measured"]["false_alarms"] == 0 for c in _clauses(cert, "test_false_alarms"))
+    # a calibrated detector: false alarms at about its nominal rate, never significantly above it
+    assert all(c["verdict"] == "pass" and c["measured"]["negatives"] >= 600 for c in _clauses(cert, "test_false_alarms"))
 
 
 def test_conformance_fails_the_weak_method_on_robustness(pytester, monkeypatch, example_run_env):
@@ -337,7 +340,8 @@ def test_conformance_xfails_file_turns_declared_failures_into_known_failures(pyt
                                    "--nnw-xfails-file", str(EXAMPLES / "xfails-example.txt"))
     result.assert_outcomes(passed=4, xfailed=3)
     assert cert["summary"]["counts"] == {"known failure": 3, "pass": 4}
-    assert cert["summary"]["grade"] == "conformant with declared deviations" and len(cert["summary"]["deviations"]) == 3
+    assert len(cert["summary"]["deviations"]) == 3 and cert["summary"]["grade"] == "incomplete"  # a -k selection
+    assert {d["reason"] for d in cert["summary"]["deviations"]} == {'its detector says "present" on every model'}
 
 
 def test_integrity_fails_when_the_traceability_data_miss_the_modified_weights(example_run_env):

@@ -245,7 +245,7 @@ def test_overwriting_stages_are_cached_as_the_shorter_overwritings(profile, cach
     assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
 
 
-def test_robustness_to_overwriting_reports_the_actors_after_each_mark(zoo, rtw_marked):
+def test_robustness_to_overwriting_reports_the_actors_after_each_mark(zoo, rtw_marked, profile):
     from nnw.checks.robustness import check_robustness
     from nnw.modifications import parse_modification
 
