@@ -11,6 +11,11 @@ marked models of NCT at α > 0 share their training trunk with the unmarked mode
 
 GPU path: data stays resident on the device, no per-batch host synchronization (the running loss
 is accumulated on the device and read once per epoch), optional channels_last and bf16 autocast.
+
+Numerics path (recipe fields ``bf16``, ``channels_last``): channels_last inputs on every device
+(and weights on CUDA); bf16 autocast on CUDA, and on CPUs that compute bf16 natively (AMX or AVX512-BF16), falling back to
+fp32 elsewhere by itself (:func:`nnw.device.cpu_bf16`, recorded in the Zoo's cache keys). The model
+leaves :func:`train` in the default (contiguous) memory format whatever ran inside.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from nnw.device import use_bf16
 from nnw.hooks import TrainContext, TrainingHook
 
 log = logging.getLogger("nnw.training")
@@ -44,8 +50,8 @@ class Recipe:
     augment: str = "none"             # "none", "flip", "crop_flip" (pad-4 random crop + h-flip)
     finetune_lr: float = 0.01         # Fine-tuning Modification: constant lr (MPAI reference software)
     betas: tuple[float, float] = (0.5, 0.999)  # adam only
-    bf16: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = False
+    bf16: bool = True                 # bf16 autocast on CUDA, and on CPUs with native bf16 (else fp32)
+    channels_last: bool = False       # channels_last activations and weights while training (any device)
     compile: str | None = None        # torch.compile backend for the training forward ("inductor"), or None
 
     @classmethod
@@ -184,7 +190,10 @@ def train(
     if start_epoch > epochs:
         raise ValueError(f"start_epoch {start_epoch} is after the last epoch {epochs}")
     model.to(device)
-    if recipe.channels_last and device.type == "cuda":
+    # channels_last: the inputs on every device (the convolutions follow them; on CPU as fast as with
+    # converted weights, and the model keeps its layout), the weights too on CUDA
+    weights_last = recipe.channels_last and device.type == "cuda"
+    if weights_last:
         model.to(memory_format=torch.channels_last)
     data = task.train.to(device)
     n = len(data)
@@ -199,7 +208,7 @@ def train(
                        epoch=start_epoch, step=start_epoch * steps_per_epoch)
     snaps = set(snapshot_epochs)
     result = TrainResult(model=model, epochs=epochs, steps=0, seconds=0.0)
-    autocast = recipe.bf16 and device.type == "cuda"
+    autocast = use_bf16(device, recipe.bf16)
     # the compiled forward shares the model's parameters: state dicts and hooks see the model itself
     forward = torch.compile(model, backend=recipe.compile, dynamic=False) if recipe.compile else model
     t0 = time.perf_counter()
@@ -226,7 +235,7 @@ def train(
                 if extra is not None:
                     x = torch.cat([x, extra[0].to(x.dtype)])
                     y = torch.cat([y, extra[1].to(y.dtype)])
-            if recipe.channels_last and device.type == "cuda":
+            if recipe.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             if lr is None:
                 for group in opt.param_groups:
@@ -261,6 +270,8 @@ def train(
     if epochs in snaps:
         result.snapshots[epochs] = Snapshot(epochs, {k: v.detach().clone() for k, v in model.state_dict().items()},
                                             optimizer_state_tensors(opt, model))
+    if weights_last:  # callers index weights row-major (methods, state dicts): back to contiguous
+        model.to(memory_format=torch.contiguous_format)
     for h in hooks:
         h.on_train_end(model, ctx)
     model.eval()

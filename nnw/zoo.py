@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import torch
 
 from nnw.cache import ModelCache
+from nnw.device import cpu_bf16
 from nnw.methods.base import Key, TraceabilityMethod
 from nnw.profile import Profile
 from nnw.tasks import Task, build_task
@@ -28,7 +29,7 @@ from nnw.training import train
 
 log = logging.getLogger("nnw.zoo")
 
-RECIPE_VERSION = "2"  # bump when training code changes results
+RECIPE_VERSION = "3"  # bump when training code changes results
 
 
 def _split(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -70,8 +71,10 @@ class Zoo:
         self.threads = int(profile.data.get("cpu_threads", 0)) if device.type == "cpu" else 0
         if self.threads > 0:
             torch.set_num_threads(self.threads)
-        self.numerics = {"device": device.type, "cpu_threads": self.threads or torch.get_num_threads()} \
-            if device.type == "cpu" else {"device": device.type}
+        # and the numerics path: bf16 autocast where the CPU computes bf16 natively, else fp32
+        # (nnw.device.cpu_bf16; the recipes' bf16/channels_last fields are in the task spec)
+        self.numerics = {"device": device.type, "cpu_threads": self.threads or torch.get_num_threads(),
+                         "cpu_bf16": cpu_bf16()} if device.type == "cpu" else {"device": device.type}
 
     # -- tasks ---------------------------------------------------------------------------
     def task(self, name: str) -> Task:

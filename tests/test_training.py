@@ -436,3 +436,98 @@ def test_overwriting_fine_tunes_each_further_mark_until_it_is_detected(task):
         ctx = ModificationContext(task=task, train=train, device="cpu", method=method, key=None)
         make_modification("overwriting", k=3, E=5, until=until).apply(Tiny(), seed=0, context=ctx)
         assert sorted(method.epochs.values()) == expected, (until, never_in)
+
+
+# -- numerics path: bf16 autocast where the CPU has native bf16, else fp32; channels_last ------------
+def test_cpu_bf16_decision_follows_native_features_and_the_override():
+    from nnw.device import cpu_bf16
+
+    assert not cpu_bf16({"avx2", "fma"}, env="auto")  # AVX2 only: bf16 is emulated, several times slower
+    assert not cpu_bf16({"avx512f", "avx512bw"}, env="")  # AVX512 without BF16
+    assert cpu_bf16({"avx512f", "avx512_bf16"}, env="auto")  # Cooper Lake, Zen 4
+    assert cpu_bf16({"amx_tile", "amx_bf16"}, env="auto")  # Sapphire Rapids
+    assert not cpu_bf16({"amx_bf16"}, env="0") and not cpu_bf16({"amx_bf16"}, env="off")
+    assert cpu_bf16({"avx2"}, env="1") and cpu_bf16(set(), env="on")
+    with pytest.raises(ValueError, match="NNW_CPU_BF16"):
+        cpu_bf16({"avx2"}, env="sometimes")
+
+
+def test_use_bf16_needs_the_recipe_and_a_capable_device(monkeypatch):
+    from nnw.device import CPU_BF16_ENV, use_bf16
+
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert use_bf16(torch.device("cpu"), True) and not use_bf16(torch.device("cpu"), False)
+    assert use_bf16(torch.device("cuda"), True) and not use_bf16("cuda", False)
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert not use_bf16(torch.device("cpu"), True) and use_bf16("cuda", True)
+    assert not use_bf16("mps", True)
+
+
+class _AutocastProbe(Tiny):
+    """Tiny, recording whether each training forward ran under CPU bf16 autocast."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(torch.is_autocast_enabled("cpu"))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("setting, bf16, expected", [("1", True, True), ("0", True, False), ("1", False, False)])
+def test_training_takes_the_decided_path(monkeypatch, task, setting, bf16, expected):
+    monkeypatch.setenv("NNW_CPU_BF16", setting)
+    model = _AutocastProbe()
+    train(model, task, recipe=replace(task.recipe, epochs=1, bf16=bf16), seed=0, device="cpu")
+    assert model.seen and set(model.seen) == {expected}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never casts the weights
+
+
+def test_cpu_fallback_without_native_bf16_is_the_fp32_path(monkeypatch, task):
+    """On a CPU without native bf16 (auto), training is bit-identical to an explicit fp32 recipe."""
+    import nnw.device
+
+    monkeypatch.setenv("NNW_CPU_BF16", "auto")
+    monkeypatch.setattr(nnw.device, "cpu_features", lambda: frozenset({"avx2", "fma"}))
+    a, b = Tiny(), Tiny()
+    train(a, task, recipe=replace(task.recipe, epochs=1, bf16=True), seed=0, device="cpu")
+    train(b, task, recipe=replace(task.recipe, epochs=1, bf16=False), seed=0, device="cpu")
+    _assert_same(_state(a), _state(b))
+
+
+def test_zoo_cache_identity_records_the_numerics_path(monkeypatch, tmp_path):
+    """The Zoo's cache keys carry the bf16 decision: entries built on the other path are never reused."""
+    from pathlib import Path
+
+    from nnw.cache import ModelCache, cache_key
+    from nnw.profile import load_profile
+    from nnw.zoo import Zoo
+
+    profile = load_profile(str(Path(__file__).parents[1] / "fixtures" / "profiles" / "tiny.json"))
+    threads = torch.get_num_threads()
+    try:
+        specs = {}
+        for setting in ("0", "1"):
+            monkeypatch.setenv("NNW_CPU_BF16", setting)
+            zoo = Zoo(profile, ModelCache(tmp_path), torch.device("cpu"))
+            assert zoo.numerics["cpu_bf16"] is (setting == "1")
+            specs[setting] = zoo._base_spec(zoo.task("ResNet8"), 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert specs["0"]["numerics"] != specs["1"]["numerics"]
+    assert cache_key(specs["0"]) != cache_key(specs["1"])
+
+
+def test_channels_last_training_keeps_the_model_layout_and_resumes_exactly(task):
+    recipe = replace(task.recipe, channels_last=True)
+    full = task.build_model(0)
+    res = train(full, task, recipe=recipe, seed=0, snapshot_epochs={2})
+    assert all(p.is_contiguous() for p in full.parameters())
+    resumed = task.build_model(0)
+    resumed.load_state_dict(res.snapshots[2].model_state)
+    train(resumed, task, recipe=recipe, seed=0, start_epoch=2, optimizer_state=res.snapshots[2].optimizer_state)
+    _assert_same(_state(full), _state(resumed))
+    plain = replace(task, recipe=replace(task.recipe, channels_last=False))
+    torch.testing.assert_close(task.predict(full, task.test.x), plain.predict(full, task.test.x), atol=1e-4, rtol=1e-4)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,7 +218,13 @@ def _hflip_some(x: Tensor, rng: np.random.Generator) -> Tensor:
 
 
 def _classification_split(
-    sources: tuple[str, ...], n: int, size: int, split: str, rng: np.random.Generator
+    sources: tuple[str, ...],
+    n: int,
+    size: int,
+    split: str,
+    rng: np.random.Generator,
+    scale_range: tuple[float, float] = (0.75, 3.0),
+    jitter: float = 1.0,
 ) -> ImageSet:
     labels = rng.permutation(np.arange(n) % len(sources))
     x = torch.empty((n, 3, size, size), dtype=torch.float32)
@@ -229,10 +235,10 @@ def _classification_split(
             continue
         photo = source_photo(name)
         region = split_region(photo.shape[2], split)
-        chosen = _sample_boxes(rng, photo.shape[1], region, index.size, (0.75 * size, 3.0 * size))
+        chosen = _sample_boxes(rng, photo.shape[1], region, index.size, (scale_range[0] * size, scale_range[1] * size))
         x[torch.from_numpy(index)] = _crop_resize(name, chosen, size)
         boxes[index] = chosen
-    x = _to_uint8(_colour_jitter(_hflip_some(x, rng), rng))
+    x = _to_uint8(_colour_jitter(_hflip_some(x, rng), rng, jitter))
     meta = {
         "name": "embedded_classification",
         "split": split,
@@ -250,6 +256,9 @@ def embedded_classification(
     n_test: int = 1000,
     size: int = 32,
     num_classes: int = 10,
+    classes: Sequence[str] | None = None,
+    scale_range: tuple[float, float] = (0.75, 3.0),
+    jitter: float = 1.0,
 ) -> tuple[ImageSet, ImageSet]:
     """An offline CIFAR10 stand-in (NNW-TEC §6.1 image classification): one class per bundled photo.
 
@@ -264,9 +273,19 @@ def embedded_classification(
         )
     if n_train < 0 or n_test < 0 or size < 4:
         raise ValueError(f"expected n_train, n_test >= 0 and size >= 4, received {n_train}, {n_test}, {size}")
-    sources = CLASSIFICATION_SOURCES[:num_classes]
-    train = _classification_split(sources, n_train, size, "train", _rng(seed, "classification/train"))
-    test = _classification_split(sources, n_test, size, "test", _rng(seed, "classification/test"))
+    if classes is not None:
+        sources = tuple(classes)
+        unknown = sorted(set(sources) - set(CLASSIFICATION_SOURCES))
+        if unknown or len(set(sources)) != len(sources) or len(sources) < 2:
+            raise ValueError(f"classes must be >= 2 distinct names of {CLASSIFICATION_SOURCES}, received {list(sources)}")
+    else:
+        sources = CLASSIFICATION_SOURCES[:num_classes]
+    lo, hi = (float(v) for v in scale_range)
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale_range must be 0 < lo <= hi, received {scale_range}")
+    args = ((lo, hi), float(jitter))
+    train = _classification_split(sources, n_train, size, "train", _rng(seed, "classification/train"), *args)
+    test = _classification_split(sources, n_test, size, "test", _rng(seed, "classification/test"), *args)
     return train, test
 
 

@@ -22,7 +22,8 @@ Decisions (so that the model is the Keras one, transcribed):
   symmetric ``padding=1`` would shift it by one pixel; :class:`Conv2dSame`
   reproduces TF/Keras padding exactly.
 * BatchNorm uses Keras defaults (``momentum=0.99`` i.e. PyTorch ``momentum=0.01``,
-  ``epsilon=1e-3``); weights use Keras ``he_normal`` (truncated normal,
+  ``epsilon=1e-3``; ``bn_momentum`` overrides the momentum: short trainings of a few hundred steps
+  need PyTorch's 0.1, or the running statistics still remember their initial values); weights use Keras ``he_normal`` (truncated normal,
   std = sqrt(2 / fan_in) / 0.8796), biases zero, as in the reference.
 """
 
@@ -48,6 +49,10 @@ class Conv2dSame(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1) and self.kernel_size[0] % 2 == 1 and self.kernel_size[1] % 2 == 1:
+            # stride 1, odd kernel: "same" is symmetric, so the conv pads by itself (no padded copy)
+            return F.conv2d(x, self.weight, self.bias, 1, (self.kernel_size[0] // 2, self.kernel_size[1] // 2),
+                            self.dilation, self.groups)
         pads: list[int] = []
         # F.pad takes (left, right, top, bottom): last dimension first.
         for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
@@ -59,19 +64,19 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+def _bn(channels: int, momentum: float = _BN_MOMENTUM) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=_BN_EPS, momentum=momentum)
 
 
 class BasicBlock(nn.Module):
     """Keras ResNet v1 basic block: conv-BN-ReLU-conv-BN + shortcut, ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bn_momentum: float = _BN_MOMENTUM) -> None:
         super().__init__()
         self.conv1 = Conv2dSame(in_channels, out_channels, 3, stride)
-        self.bn1 = _bn(out_channels)
+        self.bn1 = _bn(out_channels, bn_momentum)
         self.conv2 = Conv2dSame(out_channels, out_channels, 3, 1)
-        self.bn2 = _bn(out_channels)
+        self.bn2 = _bn(out_channels, bn_momentum)
         # First block: identity; the strided blocks: 1x1 conv (no BN), as in resnet_v1_eembc.
         self.shortcut: nn.Module = (
             Conv2dSame(in_channels, out_channels, 1, stride)
@@ -86,18 +91,22 @@ class BasicBlock(nn.Module):
 
 
 class ResNet8(nn.Module):
-    """ResNet8 (MLPerf Tiny ``resnet_v1_eembc``); ``width`` scales the 16/32/64 channels."""
+    """ResNet8 (MLPerf Tiny ``resnet_v1_eembc``); ``width`` scales the 16/32/64 channels,
+    ``bn_momentum`` is PyTorch's BatchNorm momentum (Keras default 0.01)."""
 
-    def __init__(self, num_classes: int = 10, width: float = 1.0, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int = 10, width: float = 1.0, in_channels: int = 3,
+                 bn_momentum: float = _BN_MOMENTUM) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not 0.0 < bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
         c1, c2, c3 = (scale_channels(c, width) for c in (16, 32, 64))
         self.conv1 = Conv2dSame(in_channels, c1, 3, 1)
-        self.bn1 = _bn(c1)
-        self.layer1 = BasicBlock(c1, c1, 1)
-        self.layer2 = BasicBlock(c1, c2, 2)
-        self.layer3 = BasicBlock(c2, c3, 2)
+        self.bn1 = _bn(c1, bn_momentum)
+        self.layer1 = BasicBlock(c1, c1, 1, bn_momentum)
+        self.layer2 = BasicBlock(c1, c2, 2, bn_momentum)
+        self.layer3 = BasicBlock(c2, c3, 2, bn_momentum)
         self.fc = nn.Linear(c3, num_classes)
         self.reset_parameters()
 
