@@ -54,7 +54,7 @@ def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modificatio
     ``key_seeds`` restricts the marked versions (default: the profile's D); ``null=False`` leaves
     out the never-marked and cross-Actor reads (configurations judged on imperceptibility only).
 
-    Returns ``{"marked": rows, "null": rows, "cross": rows, "stages": {(s, d): stages}}``; marked rows
+    Returns ``{"marked": rows, "null": rows, "cross": rows}`` (cached in the model cache); marked rows
     carry ``model_seed``, ``key_seed``, the performance of the marked model before and after the
     Modification (``perf_ref``, ``perf``); null rows ``model_seed``, ``null_key``; cross rows
     ``model_seed``, ``key_seed`` (the model's) and ``null_key`` (the other Actor's Key read with).
@@ -65,20 +65,39 @@ def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modificatio
           None if key_seeds is None else tuple(key_seeds), null)
     if mk in memo:
         return memo[mk]
+    # the rows are deterministic given the method's code, the models and the Keys: cached, so a warm
+    # run neither loads a model nor runs a detection it has run before
+    from nnw.methods.identity import method_identity
+    from nnw.zoo import RECIPE_VERSION
+
+    p = zoo.profile
+    if getattr(zoo, "cache", None) is None:  # a zoo without a model cache (the suite's own tests)
+        memo[mk] = _run_campaign(zoo, method, task_name, config, modification, key_seeds, null, mk)
+        return memo[mk]
+    spec = {"kind": "campaign", "recipe_version": RECIPE_VERSION, "task": zoo.task(task_name).spec(),
+            **method_identity(method), "config": json.loads(json.dumps(dict(config), default=str)),
+            "modification": mod_id, "model_seeds": p.model_seeds,
+            "key_seeds": p.key_seeds if key_seeds is None else list(key_seeds), "null": null,
+            "null_keys": int(p.decisions["null_keys"]) if null else 0, "numerics": zoo.numerics,
+            "name": f"campaign {task_name} {method.name} {mod_id or 'unmodified'}"}
+    _, record = zoo.cache.get_or_build(spec, lambda: ({}, _run_campaign(zoo, method, task_name, config,
+                                                                          modification, key_seeds, null, mk)))
+    memo[mk] = record
+    return record
+
+
+def _run_campaign(zoo, method, task_name, config, modification, key_seeds, null, mk) -> dict[str, Any]:
     task = zoo.task(task_name)
     p = zoo.profile
     population = marked_population(zoo, method, task_name, config, key_seeds)
     reads: list[Read] = []
-    stages_of: dict = {}
     for (s, d), m in population.items():
         identity = marked_identity(task_name, method, config, s, population_key_seed(s, d))
         model = m.model
         if modification is not None:
             if modification.family == "overwriting":
-                stages = zoo.overwritten(task_name, m.model, modification, seed=population_key_seed(s, d),
-                                         identity=identity, method=method, key=m.key)
-                stages_of[(s, d)] = stages
-                model = stages[-1][0]
+                model = zoo.overwritten(task_name, m.model, modification, seed=population_key_seed(s, d),
+                                        identity=identity, method=method, key=m.key)[-1][0]
             else:
                 model = zoo.modified(task_name, m.model, modification, seed=population_key_seed(s, d),
                                      identity=identity, method=method, key=m.key)
@@ -105,10 +124,9 @@ def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modificatio
                     reads.append(Read(m.model, key, {"kind": "cross", "model_seed": s, "key_seed": d,
                                                      "null_key": j}))
     rows = run_blind(method, reads, prepare=task.prepare, seed=_stable_seed(mk), decode=method.tags.decodes)
-    out: dict[str, Any] = {"marked": [], "null": [], "cross": [], "stages": stages_of}
+    out: dict[str, Any] = {"marked": [], "null": [], "cross": []}
     for r in rows:
         out[r.pop("kind")].append(r)
-    memo[mk] = out
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from nnw.checks.common import fmt
+from nnw.checks.common import fmt, marked_identity
 from nnw.checks.decision import excess_rate
 from nnw.checks.overwriting import actor_recovery
 from nnw.checks.campaign import fail_on_misbehaviour
@@ -46,10 +46,11 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         row.update(r["perf"])
         row.update(error_percent=100 * drop, useful=drop <= tolerance)
         row["outcome"] = ("not assessable" if not row["useful"] else "detected" if row["detected"] else "missed")
-        stages = camp["stages"].get((r["model_seed"], r["key_seed"]))
-        if stages is not None:  # §7.2.6: which Actors are recovered after each later mark
-            m = zoo.marked(task_name, method, config, r["model_seed"],
-                           _key_seed(r["model_seed"], r["key_seed"]))
+        if modification.family == "overwriting":  # §7.2.6: which Actors are recovered after each later mark
+            seed = _key_seed(r["model_seed"], r["key_seed"])
+            m = zoo.marked(task_name, method, config, r["model_seed"], seed)
+            stages = zoo.overwritten(task_name, m.model, modification, seed=seed, method=method, key=m.key,
+                                     identity=marked_identity(task_name, method, config, r["model_seed"], seed))
             row["actors"] = actor_recovery(method, task, [(m.model, m.key)] + stages)
         rows.append(row)
     useful = [r for r in rows if r["useful"]]
