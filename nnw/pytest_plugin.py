@@ -204,12 +204,11 @@ def record_clause(request):
     from nnw.checks.result import FAIL, INCONCLUSIVE, NOT_ASSESSED
 
     def record(result):
-        data = result.as_dict()
+        from nnw.checks.run import clause_record
+
         case = next((request.node.callspec.params[f] for f in CASE_FIXTURES
                      if hasattr(request.node, "callspec") and f in request.node.callspec.params), None)
-        if case is not None:
-            data.update(method=case.method, task=case.task, config=case.config_dict, modification=case.modification,
-                        property=case.property)
+        data = result.as_dict() if case is None else clause_record(result, case)
         request.node.user_properties.append((_CLAUSE_PROP, json.dumps(data, default=_jsonable)))
         _allure(request, result, case)
         if result.verdict == FAIL:

@@ -3,9 +3,8 @@
 1. ``pytester.runpytest_subprocess`` runs a small real selection of ``conformance/`` (NCT on the
    tiny profile's ResNet8: the unmodified false-alarm cases, the alpha=0 noise cases
    and whatever else ``unmodified`` selects) with ``--alluredir``. The profile is a copy of
-   ``fixtures/profiles/tiny.json`` with a nominal false-alarm rate of 1e-9 (``decisions``) and
-   ``thresholds.false_alarm_alpha = -1`` (fingerprint unicity): a detector at 5 % read 600 times
-   is significantly above 1e-9, so those clauses fail whatever the trained numbers are
+   ``fixtures/profiles/tiny.json`` with a nominal false-alarm rate of 1e-9 (``decisions``): a
+   detector at 5 % read 600 times is significantly above 1e-9, so those clauses fail whatever the trained numbers are
    (deliberate, deterministic failures); the others keep their real verdicts.
 2. ``npx --yes allure@3 generate RESULTS -o HTML`` builds the report (Allure 3: npm, no Java; its
    default multi-file report needs an HTTP server, not ``file://``).
@@ -95,7 +94,6 @@ def _failing_profile(tmp: Path) -> Path:
     profile["description"] = ("tests/test_browser_report.py: the tiny profile with a nominal false-alarm rate of "
                               "1e-9, so that every false-alarm clause fails (a 5 % detector on 600 reads)")
     profile["decisions"]["nominal_false_alarm_rate"] = 1e-9
-    profile["thresholds"]["false_alarm_alpha"] = -1  # fingerprint unicity: fails too
     path = tmp / "tiny-browser-report.json"
     path.write_text(json.dumps(profile, indent=1))
     return path

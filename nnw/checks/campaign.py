@@ -116,6 +116,9 @@ def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed:
         row = {**read.info, "detected": present, "score": score,
                "threshold": None if det.threshold is None else float(det.threshold),
                "p_value": None if det.p_value is None else float(det.p_value)}
+        pearson = (getattr(det, "details", None) or {}).get("pearson")
+        if isinstance(pearson, (int, float)) and math.isfinite(pearson):  # NCT: recorded beside Spearman
+            row["pearson"] = float(pearson)
         if decode:
             dec = method.decode(work, key)
             row.update(ber=None if dec.ber is None else float(dec.ber), actor=dec.actor_id, payload_valid=dec.valid)

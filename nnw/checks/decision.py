@@ -34,7 +34,9 @@ class Decision:
     power: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # NNW-TEC states each technology's detection rule, not how a population of detections is
+        # judged: every rule here is the suite's policy, and the certificate says so
+        return {**asdict(self), "policy": "suite policy (profile 'decisions'), not stated by NNW-TEC"}
 
 
 # -- rates: false alarms, missed detections ------------------------------------------------------
