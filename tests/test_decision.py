@@ -17,56 +17,14 @@ from nnw.checks.negative import check_false_alarms
 from nnw.checks.robustness import check_robustness
 from nnw.methods.base import Detection
 from nnw.methods.registry import get_method
+from synthetic import SyntheticDetector, SyntheticZoo
 from nnw.modifications import parse_modification
 from nnw.profile import load_profile
 
 EMBEDDED = load_profile("embedded")
 
 
-# -- a population of known truth ------------------------------------------------------------------
-class SyntheticDetector:
-    """Detects its own marks always; on anything else says "present" with probability ``rate``
-    (independently per model and Key, from ``trial``): a detector of known false-alarm rate."""
-
-    name, version = "Synthetic", "1"
-    tags = SimpleNamespace(kind="active", insertion="post-training", detects=True, decodes=False,
-                           fingerprints=False, multi_mark=False, tasks=frozenset({"classification"}),
-                           integrity=False)
-
-    def __init__(self, rate: float, trial: int = 0, miss_rate: float = 0.0):
-        self.rate, self.trial, self.miss_rate = rate, trial, miss_rate
-
-    def keygen(self, model, *, seed, config):
-        return SimpleNamespace(id=seed)
-
-    def detect(self, model, key, *, prepare=None):
-        u = np.random.default_rng([self.trial, int(key.id), int(model["id"])]).random()
-        present = (u >= self.miss_rate) if key.id in model["marks"] else (u < self.rate)
-        return Detection(present=bool(present), score=float(u), threshold=0.5)
-
-
-class SyntheticZoo:
-    def __init__(self, profile, drop: float = 0.0):
-        self.profile, self.drop = profile, drop
-        self.device, self.progress = torch.device("cpu"), (lambda msg: None)
-
-    def task(self, name):
-        return SimpleNamespace(performance_keys=("top1",), prepare=None)
-
-    def unmarked(self, task, seed):
-        return {"id": seed, "marks": []}, {"performance": {"top1": 0.8}}
-
-    def marked(self, task, method, config, seed, key_seed):
-        return SimpleNamespace(model={"id": 10_000 + key_seed + 97 * seed, "marks": [key_seed]},
-                               key=SimpleNamespace(id=key_seed), record={"performance": {"top1": 0.8}})
-
-    def modified(self, task, model, modification, *, seed, identity, method, key):
-        return model
-
-    def evaluate(self, task, model, identity):
-        return {"top1": 0.8 * (1 - self.drop)}
-
-
+# -- a population of known truth (tests/synthetic.py) -----------------------------------------------
 def _fa_verdicts(rate: float, runs: int, profile=EMBEDDED, clauses: int = 1) -> list[str]:
     out = []
     for trial in range(runs):

@@ -97,12 +97,12 @@ def clause_record(result: ClauseResult, case) -> dict[str, Any]:
 
 
 def check_method(method, profile="embedded", *, cache_dir=None, device: str = "cpu", data_root=None,
-                 select=None, deviations=()) -> dict[str, Any]:
+                 select=None, deviations=(), zoo=None) -> dict[str, Any]:
     """Certify ``method`` (an object or a registered name) on ``profile`` without pytest.
 
     ``select(case) -> bool`` keeps a subset (the grade is then "incomplete"); ``deviations`` are
-    :class:`nnw.deviations.Deviation` entries (the built-in methods' own always apply). Returns the
-    certificate (validated against its schema).
+    :class:`nnw.deviations.Deviation` entries (the built-in methods' own always apply); ``zoo``
+    replaces the model zoo (tests). Returns the certificate (validated against its schema).
     """
     import json
 
@@ -118,7 +118,7 @@ def check_method(method, profile="embedded", *, cache_dir=None, device: str = "c
 
     method = get_method(method) if isinstance(method, str) else method
     profile = load_profile(profile) if isinstance(profile, str) else profile
-    zoo = Zoo(profile, ModelCache(cache_dir), torch.device(device), data_root)
+    zoo = zoo or Zoo(profile, ModelCache(cache_dir), torch.device(device), data_root)
     declared = list(builtin([method])) + list(deviations)
     records = []
     for cases in build_cases(profile, [method]).values():
