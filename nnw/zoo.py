@@ -151,8 +151,10 @@ class Zoo:
                key_seed: int) -> Marked:
         task = self.task(task_name)
         config = dict(config)
-        spec = {**self._base_spec(task, model_seed), "kind": "marked", "method": method.name,
-                "method_version": getattr(method, "version", "0"), "config": config, "key_seed": key_seed,
+        from nnw.methods.identity import method_identity
+
+        spec = {**self._base_spec(task, model_seed), "kind": "marked", **method_identity(method),
+                "config": config, "key_seed": key_seed,
                 "name": f"{task_name} {method.name}{config} seed {model_seed} key {key_seed}"}
 
         def build():
