@@ -27,17 +27,18 @@ def actor_name(i: int) -> str:
 def recovered(method, model, key, task) -> dict[str, Any]:
     """Is the mark of ``key`` still recovered in ``model``? Decoding methods whose payload names an
     Actor must decode that Actor from a valid payload (CRC) — "whose mark is this"; the others
-    must detect the mark."""
-    det = method.detect(model, key, prepare=task.prepare)
-    cell = {"detected": bool(det.present), "recovered": bool(det.present), "score": float(det.score),
-            "threshold": float(det.threshold)}
+    must detect the mark. Read blind (:func:`nnw.checks.campaign.run_blind`)."""
+    from nnw.checks.campaign import Read, run_blind
+
+    (row,) = run_blind(method, [Read(model, key)], prepare=task.prepare, seed=0, decode=method.tags.decodes)
+    cell = {"detected": row["detected"], "recovered": row["detected"], "score": row["score"],
+            "threshold": row["threshold"]}
     if method.tags.decodes:
-        dec = method.decode(model, key)
-        cell.update(ber=None if dec.ber is None else float(dec.ber), actor_id=dec.actor_id, valid=dec.valid)
-        if "ser" in dec.details:
-            cell["ser"] = float(dec.details["ser"])
-        if dec.actor_id is not None or dec.valid is not None:
-            cell["recovered"] = bool(dec.valid) and dec.actor_id == key.config.get("actor")
+        cell.update(ber=row.get("ber"), actor_id=row.get("actor"), valid=row.get("payload_valid"))
+        if "ser" in row:
+            cell["ser"] = row["ser"]
+        if cell["actor_id"] is not None or cell["valid"] is not None:
+            cell["recovered"] = bool(cell["valid"]) and cell["actor_id"] == key.config.get("actor")
     return cell
 
 
