@@ -412,6 +412,9 @@ def render_markdown(cert: Mapping[str, Any], *, plots: Mapping[Any, str] | None 
                 lines += _integrity(group)
             else:
                 lines += _generic(prop, group)
+    from nnw.stress import markdown as stress_markdown  # the separate "stress" section, beside the clauses
+
+    lines += stress_markdown(cert.get("stress"), plots)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -460,6 +463,9 @@ def write_plots(cert: Mapping[str, Any], directory: str | Path, relative_to: str
             name = _slug(f"overwriting-{_node(c)}") + ".png"
             (d / name).write_bytes(overwriting_plot(c))
             out[c["nodeid"]] = f"{base}/{name}"
+    from nnw.stress import write_plots as stress_plots
+
+    out.update(stress_plots(cert.get("stress"), d, base))
     return out
 
 

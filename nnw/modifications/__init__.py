@@ -64,3 +64,13 @@ from nnw.modifications.finetuning import FineTuning  # noqa: E402
 from nnw.modifications.overwriting import Overwriting  # noqa: E402
 
 __all__ += ["Distillation", "FineTuning", "Overwriting"]
+
+# Attacks beyond the standard (adversarial stress section, nnw.stress): registered, never in the
+# conformance grids.
+from nnw.modifications.extraction import Extraction  # noqa: E402
+from nnw.modifications.fine_pruning import FinePruning  # noqa: E402
+from nnw.modifications.function_preserving import DummyNeurons, Permutation, Rescaling, SignFlip  # noqa: E402
+from nnw.modifications.query import OODRefusal, QueryBlur, QueryJPEG, QueryShift  # noqa: E402
+
+__all__ += ["DummyNeurons", "Extraction", "FinePruning", "OODRefusal", "Permutation", "QueryBlur", "QueryJPEG",
+            "QueryShift", "Rescaling", "SignFlip"]
