@@ -47,8 +47,25 @@ class _ClassificationLoss:
 
 
 class _SegmentationLoss:
+    def __init__(self, weight: torch.Tensor | None = None):
+        self.weight = weight
+
     def __call__(self, out, y, x):
-        return F.cross_entropy(out.float(), y, ignore_index=255)
+        return F.cross_entropy(out.float(), y, weight=self.weight, ignore_index=255)
+
+
+def class_weights(labels: torch.Tensor, num_classes: int, scheme: str) -> torch.Tensor:
+    """Per-class loss weights from training label maps: ``"sqrt_inverse_frequency"`` weighs class c by
+    sqrt(median frequency / frequency of c) over the classes present (absent ones: 1), so thin classes
+    (poles, signs, persons) are not drowned by road and sky. float32, a function of the labels only."""
+    if scheme != "sqrt_inverse_frequency":
+        raise ValueError(f"unknown class_weights {scheme!r}: expected 'sqrt_inverse_frequency' or none")
+    counts = torch.bincount(labels[labels != 255].flatten(), minlength=num_classes)[:num_classes].double()
+    present = counts > 0
+    freq = counts / counts.sum()
+    weight = torch.ones(num_classes, dtype=torch.float64)
+    weight[present] = (freq[present].median() / freq[present]).sqrt()
+    return weight.float()
 
 
 class _L1Loss:
@@ -136,7 +153,9 @@ class Task:
         if self.kind == "classification":
             return _ClassificationLoss(self.recipe.label_smoothing)
         if self.kind == "segmentation":
-            return _SegmentationLoss()
+            scheme = self.recipe.class_weights
+            weight = None if scheme is None else class_weights(self.train.y, self.num_classes or 19, scheme).to(device)
+            return _SegmentationLoss(weight)
         if self.kind == "upsampling":
             return _L1Loss()
         from nnw.models import build_model
@@ -206,19 +225,21 @@ def build_task(name: str, entry: Mapping[str, Any], data_root: str | None = None
     num_classes = None
     if source == "embedded":
         if kind == "classification":
+            extra = {k: (tuple(dspec[k]) if k == "scale_range" else dspec[k])
+                     for k in ("classes", "scale_range", "jitter", "layout") if k in dspec}
             train, test = D.embedded_classification(seed=seed, n_train=dspec["n_train"], n_test=dspec["n_test"],
-                                                    size=dspec.get("size", 32))
-            num_classes = 10
+                                                    size=dspec.get("size", 32), **extra)
+            num_classes = len(train.meta["classes"])
         elif kind == "segmentation":
             train, test = D.embedded_segmentation(seed=seed, n_train=dspec["n_train"], n_test=dspec["n_test"],
-                                                  size=dspec.get("size", 64))
+                                                  size=dspec.get("size", 64), style=dspec.get("style", "varied"))
             num_classes = 19
         elif kind == "upsampling":
             train, test = D.embedded_superres(seed=seed, n_train=dspec["n_train"], n_test=dspec["n_test"],
                                               hr_size=dspec.get("size", 32), scale=dspec.get("scale", 2))
         else:
             train, test = D.embedded_generation(seed=seed, n_train=dspec["n_train"], n_test=dspec["n_test"],
-                                                size=dspec.get("size", 64))
+                                                size=dspec.get("size", 64), style=dspec.get("style", "varied"))
     else:
         if data_root is None:
             raise D.DataRootError(

@@ -53,6 +53,7 @@ class Recipe:
     bf16: bool = True                 # bf16 autocast on CUDA, and on CPUs with native bf16 (else fp32)
     channels_last: bool = False       # channels_last activations and weights while training (any device)
     compile: str | None = None        # torch.compile backend for the training forward ("inductor"), or None
+    class_weights: str | None = None  # segmentation: "sqrt_inverse_frequency" of the training labels, or None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Recipe":
@@ -66,9 +67,9 @@ class Recipe:
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:
-        # ``compile`` is left out while unset, so cache keys of recipes written before it stay valid
+        # fields added later are left out while unset, so cache keys of recipes written before them stay valid
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
-                if not (k == "compile" and v is None)}
+                if not (k in ("compile", "class_weights") and v is None)}
 
 
 @dataclass

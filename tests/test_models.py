@@ -303,3 +303,45 @@ def test_resolve_layers() -> None:
         resolve_layers(m, ["conv1.weight", "bn1.weight", "nope"])
     with pytest.raises(ValueError, match="empty"):
         resolve_layers(m, [])
+
+
+# ---------------------------------------------------------------- embedded-profile options
+
+def test_conv2d_same_stride1_fast_path_equals_explicit_padding() -> None:
+    torch.manual_seed(1)
+    conv = Conv2dSame(3, 4, 3)
+    x = torch.randn(2, 3, 9, 10)
+    expected = F.conv2d(F.pad(x, (1, 1, 1, 1)), conv.weight, conv.bias)
+    torch.testing.assert_close(conv(x), expected, atol=1e-6, rtol=1e-5)
+    one = Conv2dSame(3, 4, 1)  # 1x1: no padding at all
+    torch.testing.assert_close(one(x), F.conv2d(x, one.weight, one.bias))
+
+
+def test_resnet8_bn_momentum_option() -> None:
+    assert {m.momentum for m in ResNet8().modules() if isinstance(m, nn.BatchNorm2d)} == {0.01}  # Keras
+    fast = ResNet8(width=0.5, bn_momentum=0.1)
+    assert {m.momentum for m in fast.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+    assert fast.state_dict().keys() == ResNet8(width=0.5).state_dict().keys()
+    with pytest.raises(ValueError, match="bn_momentum"):
+        ResNet8(bn_momentum=0.0)
+
+
+def test_rdn_bicubic_skip_starts_as_bicubic_upsampling() -> None:
+    m = RDN(scale=2, num_blocks=2, num_layers=2, growth=8, num_features=16, upsample_skip="bicubic").eval()
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False))
+    plain = RDN(scale=2, num_blocks=2, num_layers=2, growth=8, num_features=16)
+    assert plain.state_dict().keys() == m.state_dict().keys()  # same parameters: the skip has none
+    with pytest.raises(ValueError, match="upsample_skip"):
+        RDN(upsample_skip="nearest")
+
+
+@pytest.mark.parametrize("stride, side", [(4, 16), (8, 8), (16, 4)])
+def test_deeplabv3_resnet50_output_stride(stride: int, side: int) -> None:
+    m = build_model("DeepLabV3", seed=0, backbone="resnet50", width=0.0625, output_stride=stride).eval()
+    with torch.no_grad():
+        assert m.backbone(torch.randn(1, 3, 64, 64))["out"].shape[-1] == side
+        assert m(torch.randn(1, 3, 64, 64)).shape == (1, 19, 64, 64)
+    with pytest.raises(ValueError, match="output_stride"):
+        build_model("DeepLabV3", backbone="mobilenet_v3_large", width=0.25, output_stride=8)

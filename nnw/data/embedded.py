@@ -38,6 +38,7 @@ __all__ = [
     "embedded_superres",
     "source_photo",
     "split_region",
+    "tile_test_cells",
 ]
 
 TRAIN_FRACTION = 0.75
@@ -144,6 +145,65 @@ def _sample_boxes(
     return np.stack([x1, y1, x1 + sides, y1 + sides], axis=1)
 
 
+def tile_test_cells(height: int, width: int, cell: int) -> np.ndarray:
+    """Test cells (x1, y1, x2, y2) of the ``tiles`` layout of a ``height`` x ``width`` photo.
+
+    The photo is tiled by squares of side ``2 * cell``; the top-left ``cell`` x ``cell`` quarter of
+    each tile is test, the rest (an L of width ``cell``) is train, so both splits cover the whole
+    photo (about 25 % test). Cells are clipped to the photo.
+    """
+    period = 2 * cell
+    ys, xs = np.arange(0, height, period), np.arange(0, width, period)
+    y1, x1 = np.meshgrid(ys, xs, indexing="ij")
+    x1, y1 = x1.ravel(), y1.ravel()
+    return np.stack([x1, y1, np.minimum(x1 + cell, width), np.minimum(y1 + cell, height)], axis=1).astype(np.float64)
+
+
+def _sample_tile_boxes(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    split: str,
+    count: int,
+    side_range: tuple[float, float],
+    cell: int,
+    gap: int = _GAP,
+) -> np.ndarray:
+    """``count`` square boxes of the ``tiles`` layout: test boxes inside a test cell shrunk by ``gap``,
+    train boxes clear of every test cell grown by ``gap`` (rejection sampling, deterministic in ``rng``)."""
+    cells = tile_test_cells(height, width, cell)
+    sides = np.exp(rng.uniform(np.log(side_range[0]), np.log(side_range[1]), size=count))
+    boxes = np.empty((count, 4), dtype=np.float64)
+    if split == "test":
+        inner = cells + np.array([gap, gap, -gap, -gap], dtype=np.float64)
+        for i, side in enumerate(sides):
+            fits = np.flatnonzero((inner[:, 2] - inner[:, 0] >= side) & (inner[:, 3] - inner[:, 1] >= side))
+            if fits.size == 0:
+                raise ValueError(f"a {side:.0f}-pixel crop fits in no test cell of a {height} x {width} photo")
+            c = inner[fits[int(rng.integers(fits.size))]]
+            x1 = c[0] + rng.uniform() * (c[2] - c[0] - side)
+            y1 = c[1] + rng.uniform() * (c[3] - c[1] - side)
+            boxes[i] = (x1, y1, x1 + side, y1 + side)
+        return boxes
+    if split != "train":
+        raise ValueError(f"split must be 'train' or 'test', received {split!r}")
+    grown = cells + np.array([-gap, -gap, gap, gap], dtype=np.float64)
+    todo = np.arange(count)
+    for _ in range(10_000):
+        if todo.size == 0:
+            return boxes
+        side = sides[todo]
+        x1 = rng.uniform(size=todo.size) * (width - side)
+        y1 = rng.uniform(size=todo.size) * (height - side)
+        cand = np.stack([x1, y1, x1 + side, y1 + side], axis=1)
+        hit = ((cand[:, None, 0] < grown[None, :, 2]) & (grown[None, :, 0] < cand[:, None, 2])
+               & (cand[:, None, 1] < grown[None, :, 3]) & (grown[None, :, 1] < cand[:, None, 3])).any(1)
+        boxes[todo[~hit]] = cand[~hit]
+        todo = todo[hit]
+    raise ValueError(f"train crops of up to {side_range[1]:.0f} pixels do not fit between the test cells "
+                     f"of a {height} x {width} photo")
+
+
 @functools.lru_cache(maxsize=None)
 def _pyramid(name: str) -> tuple[Tensor, ...]:
     """``source_photo(name)`` area-averaged by 1, 2, 4 and 8 (cached; do not modify)."""
@@ -225,8 +285,11 @@ def _classification_split(
     rng: np.random.Generator,
     scale_range: tuple[float, float] = (0.75, 3.0),
     jitter: float = 1.0,
+    layout: str = "columns",
 ) -> ImageSet:
     labels = rng.permutation(np.arange(n) % len(sources))
+    side_range = (scale_range[0] * size, scale_range[1] * size)
+    cell = int(math.ceil(side_range[1])) + 2 * _GAP  # tiles: a test cell holds the largest crop
     x = torch.empty((n, 3, size, size), dtype=torch.float32)
     boxes = np.empty((n, 4), dtype=np.float64)
     for label, name in enumerate(sources):
@@ -234,8 +297,11 @@ def _classification_split(
         if index.size == 0:
             continue
         photo = source_photo(name)
-        region = split_region(photo.shape[2], split)
-        chosen = _sample_boxes(rng, photo.shape[1], region, index.size, (scale_range[0] * size, scale_range[1] * size))
+        if layout == "tiles":
+            chosen = _sample_tile_boxes(rng, photo.shape[1], photo.shape[2], split, index.size, side_range, cell)
+        else:
+            region = split_region(photo.shape[2], split)
+            chosen = _sample_boxes(rng, photo.shape[1], region, index.size, side_range)
         x[torch.from_numpy(index)] = _crop_resize(name, chosen, size)
         boxes[index] = chosen
     x = _to_uint8(_colour_jitter(_hflip_some(x, rng), rng, jitter))
@@ -246,7 +312,10 @@ def _classification_split(
         "num_classes": len(sources),
         "boxes": torch.from_numpy(boxes),
         "sources": [sources[i] for i in labels],
+        "layout": layout,
     }
+    if layout == "tiles":
+        meta["test_cell"] = cell
     return ImageSet(x=x, y=torch.from_numpy(labels.astype(np.int64)), meta=meta)
 
 
@@ -259,12 +328,18 @@ def embedded_classification(
     classes: Sequence[str] | None = None,
     scale_range: tuple[float, float] = (0.75, 3.0),
     jitter: float = 1.0,
+    layout: str = "columns",
 ) -> tuple[ImageSet, ImageSet]:
     """An offline CIFAR10 stand-in (NNW-TEC §6.1 image classification): one class per bundled photo.
 
     Items are ``size`` x ``size`` uint8 patches cropped at random positions and scales
-    (side 0.75..3 x ``size``), randomly flipped and colour-jittered; train patches come
-    from the left 75% of each photo, test patches from the right 25%.
+    (side ``scale_range`` x ``size``, default 0.75..3), randomly flipped and colour-jittered
+    (``jitter`` scales the colour jitter and noise). Layout ``columns``: train patches come
+    from the left 75% of each photo, test patches from the right 25%. Layout ``tiles``
+    (:func:`tile_test_cells`): test patches from a quarter of every tile of the photo, train
+    patches from the rest, so both splits see the whole photo and a test set measures the
+    class, not one region of it. ``classes`` names the photos (default: the first
+    ``num_classes`` of :data:`CLASSIFICATION_SOURCES`).
     """
     if not 2 <= num_classes <= len(CLASSIFICATION_SOURCES):
         raise ValueError(
@@ -283,7 +358,9 @@ def embedded_classification(
     lo, hi = (float(v) for v in scale_range)
     if not 0 < lo <= hi:
         raise ValueError(f"scale_range must be 0 < lo <= hi, received {scale_range}")
-    args = ((lo, hi), float(jitter))
+    if layout not in ("columns", "tiles"):
+        raise ValueError(f"layout must be 'columns' or 'tiles', received {layout!r}")
+    args = ((lo, hi), float(jitter), layout)
     train = _classification_split(sources, n_train, size, "train", _rng(seed, "classification/train"), *args)
     test = _classification_split(sources, n_test, size, "test", _rng(seed, "classification/test"), *args)
     return train, test
@@ -482,8 +559,19 @@ def _street_labels(rng: np.random.Generator, size: int) -> np.ndarray:
     return label
 
 
-def _render_street(label: np.ndarray, split: str, rng: np.random.Generator) -> np.ndarray:
+#: Scene styles: ``varied`` draws each class's base colour from its list, with strong colour and
+#: lighting jitter; ``clear`` gives every class one base colour (the first of its list) and mild
+#: jitter, so the label map determines the colours and the textures carry the rest.
+SCENE_STYLES = ("varied", "clear")
+_STYLE_JITTER = {  # colour gain, person colour gain, lighting gain, slope, noise sigma ranges
+    "varied": ((0.85, 1.15), (0.8, 1.2), (0.7, 1.25), (-0.3, 0.3), (2.0, 8.0)),
+    "clear": ((0.95, 1.05), (0.95, 1.05), (0.9, 1.1), (-0.1, 0.1), (1.0, 3.0)),
+}
+
+
+def _render_street(label: np.ndarray, split: str, rng: np.random.Generator, style_name: str = "varied") -> np.ndarray:
     """Render a label map as a float32 3 x H x W photo in [0, 255]: per-class textures, lighting, noise."""
+    colour_gain, person_gain = _STYLE_JITTER[style_name][:2]
     size = label.shape[0]
     flat = label.reshape(-1)
     image = np.empty((3, size * size), dtype=np.float32)
@@ -494,12 +582,13 @@ def _render_street(label: np.ndarray, split: str, rng: np.random.Generator) -> n
         if not style.colours:  # the photo's own colours
             texture = _pyramid(style.photo)[style.level].numpy()
             ty, tx = _texture_coords(texture.shape, split, size, rng)
-            image[:, index] = texture[:, ty[rows], tx[cols]] * rng.uniform(0.8, 1.2)
+            image[:, index] = texture[:, ty[rows], tx[cols]] * rng.uniform(*person_gain)
             continue
         texture = _grey_texture(style.photo, style.level)
         ty, tx = _texture_coords(texture.shape, split, size, rng)
-        colour = np.asarray(style.colours[int(rng.integers(len(style.colours)))], dtype=np.float32)
-        colour = colour * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+        choice = int(rng.integers(len(style.colours))) if style_name == "varied" else 0
+        colour = np.asarray(style.colours[choice], dtype=np.float32)
+        colour = colour * rng.uniform(*colour_gain, size=3).astype(np.float32)
         shade = 1 + style.contrast * texture[ty[rows], tx[cols]]
         if train_id == SKY:  # brighter towards the horizon
             shade = shade * (0.85 + 0.4 * rows.astype(np.float32) / size)
@@ -507,19 +596,20 @@ def _render_street(label: np.ndarray, split: str, rng: np.random.Generator) -> n
     return image.reshape(3, size, size)
 
 
-def _street_split(n: int, size: int, split: str, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+def _street_split(n: int, size: int, split: str, rng: np.random.Generator, style: str = "varied") -> tuple[Tensor, Tensor]:
+    gain_range, slope_range, sigma_range = _STYLE_JITTER[style][2:]
     labels = np.empty((n, size, size), dtype=np.uint8)
     images = np.empty((n, 3, size, size), dtype=np.float32)
     for i in range(n):
         labels[i] = _street_labels(rng, size)
-        images[i] = _render_street(labels[i], split, rng)
+        images[i] = _render_street(labels[i], split, rng, style)
     x = torch.from_numpy(images)
     # Lighting: global gain and a left-right illumination gradient, then sensor noise.
-    gain = torch.from_numpy(rng.uniform(0.7, 1.25, size=(n, 1, 1, 1)).astype(np.float32))
-    slope = torch.from_numpy(rng.uniform(-0.3, 0.3, size=(n, 1, 1, 1)).astype(np.float32))
+    gain = torch.from_numpy(rng.uniform(*gain_range, size=(n, 1, 1, 1)).astype(np.float32))
+    slope = torch.from_numpy(rng.uniform(*slope_range, size=(n, 1, 1, 1)).astype(np.float32))
     ramp = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5
     x = x * gain * (1 + slope * ramp)
-    sigma = torch.from_numpy(rng.uniform(2.0, 8.0, size=(n, 1, 1, 1)).astype(np.float32))
+    sigma = torch.from_numpy(rng.uniform(*sigma_range, size=(n, 1, 1, 1)).astype(np.float32))
     generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
     x = x + torch.randn(x.shape, generator=generator) * sigma
     return _to_uint8(x), torch.from_numpy(labels.astype(np.int64))
@@ -536,26 +626,28 @@ def _street_meta(name: str, split: str, y: Tensor) -> dict:
     }
 
 
-def _street_sets(seed: int, n_train: int, n_test: int, size: int) -> dict[str, tuple[Tensor, Tensor]]:
+def _street_sets(seed: int, n_train: int, n_test: int, size: int, style: str = "varied") -> dict[str, tuple[Tensor, Tensor]]:
     if n_train < 0 or n_test < 0 or size < 16:
         raise ValueError(f"expected n_train, n_test >= 0 and size >= 16, received {n_train}, {n_test}, {size}")
+    if style not in SCENE_STYLES:
+        raise ValueError(f"unknown scene style {style!r}; expected one of {SCENE_STYLES}")
     return {
-        split: _street_split(n, size, split, _rng(seed, f"street/{split}"))
+        split: _street_split(n, size, split, _rng(seed, f"street/{split}"), style)
         for split, n in (("train", n_train), ("test", n_test))
     }
 
 
 def embedded_segmentation(
-    seed: int = 0, n_train: int = 2000, n_test: int = 400, size: int = 64
+    seed: int = 0, n_train: int = 2000, n_test: int = 400, size: int = 64, style: str = "varied"
 ) -> tuple[ImageSet, ImageSet]:
     """An offline Cityscapes stand-in (NNW-TEC §6.1 semantic segmentation): procedural street scenes.
 
     x = rendered photo (uint8 N x 3 x ``size`` x ``size``), y = int64 Cityscapes train-ID
     map (classes of :data:`SCENE_CLASSES`). Class textures are cut from the bundled
     photos (train from the left 75%, test from the right 25% of each photo), with
-    random base colours, lighting and noise.
+    random base colours, lighting and noise (``style``: :data:`SCENE_STYLES`).
     """
-    (x_train, y_train), (x_test, y_test) = _street_sets(seed, n_train, n_test, size).values()
+    (x_train, y_train), (x_test, y_test) = _street_sets(seed, n_train, n_test, size, style).values()
     return (
         ImageSet(x=x_train, y=y_train, meta=_street_meta("embedded_segmentation", "train", y_train)),
         ImageSet(x=x_test, y=y_test, meta=_street_meta("embedded_segmentation", "test", y_test)),
@@ -563,7 +655,7 @@ def embedded_segmentation(
 
 
 def embedded_generation(
-    seed: int = 0, n_train: int = 2000, n_test: int = 400, size: int = 64
+    seed: int = 0, n_train: int = 2000, n_test: int = 400, size: int = 64, style: str = "varied"
 ) -> tuple[ImageSet, ImageSet]:
     """An offline Cityscapes stand-in for pix2pix (NNW-TEC §6.1 generation): label map -> photo.
 
@@ -571,7 +663,7 @@ def embedded_generation(
     y = the rendered photo (both uint8 N x 3 x ``size`` x ``size``); same scenes as
     :func:`embedded_segmentation` for the same arguments.
     """
-    (x_train, y_train), (x_test, y_test) = _street_sets(seed, n_train, n_test, size).values()
+    (x_train, y_train), (x_test, y_test) = _street_sets(seed, n_train, n_test, size, style).values()
     return (
         ImageSet(x=colorize_trainids(y_train), y=x_train, meta=_street_meta("embedded_generation", "train", y_train)),
         ImageSet(x=colorize_trainids(y_test), y=x_test, meta=_street_meta("embedded_generation", "test", y_test)),

@@ -68,9 +68,10 @@ def _mobilenet_backbone(width: float) -> tuple[nn.Module, int]:
     return IntermediateLayerGetter(features, return_layers={str(out_pos): "out"}), out_channels
 
 
-def _resnet50_backbone(width: float) -> tuple[nn.Module, int]:
-    """ResNet-50 with dilated layer3/layer4 (output stride 8), planes scaled by ``width``."""
-    dilation = [False, True, True]
+def _resnet50_backbone(width: float, output_stride: int = 8) -> tuple[nn.Module, int]:
+    """ResNet-50 with dilated layer3/layer4 (output stride 8; 4 dilates layer2 too, 16 only layer4),
+    planes scaled by ``width``."""
+    dilation = {4: [True, True, True], 8: [False, True, True], 16: [False, False, True]}[output_stride]
     if width == 1.0:
         net: ResNet = resnet50(weights=None, replace_stride_with_dilation=dilation)
     else:
@@ -100,10 +101,18 @@ def deeplabv3(
     width: float = 1.0,
     aspp_channels: int | None = None,
     atrous_rates: Sequence[int] = (12, 24, 36),
+    output_stride: int | None = None,
 ) -> DeepLabV3Logits:
-    """Build DeepLabV3 (random init, no aux head); forward returns (N, num_classes, H, W) logits."""
+    """Build DeepLabV3 (random init, no aux head); forward returns (N, num_classes, H, W) logits.
+
+    ``output_stride``: the backbone's (torchvision's: 16 for MobileNetV3, the only one it offers; 8 for
+    ResNet-50, which also takes 4 and 16 here — 4 suits small inputs such as the embedded 64 x 64 scenes).
+    """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown DeepLabV3 backbone {backbone!r}; expected one of {list(BACKBONES)}")
+    allowed = (16,) if backbone == "mobilenet_v3_large" else (4, 8, 16)
+    if output_stride is not None and output_stride not in allowed:
+        raise ValueError(f"DeepLabV3 {backbone} output_stride must be one of {allowed}, got {output_stride!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     width = check_width(width)
@@ -113,7 +122,7 @@ def deeplabv3(
     if backbone == "mobilenet_v3_large":
         body, in_channels = _mobilenet_backbone(width)
     else:
-        body, in_channels = _resnet50_backbone(width)
+        body, in_channels = _resnet50_backbone(width, output_stride or 8)
     return DeepLabV3Logits(body, deeplab_head(in_channels, num_classes, channels, atrous_rates), None)
 
 
