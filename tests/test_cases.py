@@ -221,10 +221,12 @@ def test_passive_fingerprint_method_gets_only_fingerprint_cases():
     assert "FP-ResNet8-integrity-unmodified" in _ids(cases, "integrity")
 
 
-def test_active_method_without_detection_has_no_robustness_cases():
+def test_active_method_without_detection_still_gets_robustness_and_false_alarms():
+    """No declaration removes a mandatory clause: a method declaring detects=False is read through
+    its decoding, or fails those clauses (nnw.checks.campaign) — it never skips them."""
     cases = build_cases(load_profile("embedded"), [_fake("NODET", detects=False)])
     assert _ids(cases, "imperceptibility") == ["NODET-ResNet8", "NODET-VGG16"]
-    assert not cases["robustness"] and not cases["false_alarms"]
+    assert cases["robustness"] and cases["false_alarms"] and cases["cross_actor"]
 
 
 def test_method_restricted_to_one_other_task():
