@@ -189,6 +189,9 @@ def nnw_zoo(pytestconfig, nnw_profile, nnw_device):
         disabled = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
         with disabled:
             if tr is not None and worker is None:
+                tw = getattr(tr, "_tw", None)
+                if tw is not None and tw.width_of_current_line:  # -q: after a row of dots, on a line of its own
+                    tw.line()
                 tr.write_line(line)
                 tr.flush()
             else:

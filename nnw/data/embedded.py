@@ -145,14 +145,15 @@ def _sample_boxes(
     return np.stack([x1, y1, x1 + sides, y1 + sides], axis=1)
 
 
-def tile_test_cells(height: int, width: int, cell: int) -> np.ndarray:
+def tile_test_cells(height: int, width: int, cell: int, gap: int = _GAP) -> np.ndarray:
     """Test cells (x1, y1, x2, y2) of the ``tiles`` layout of a ``height`` x ``width`` photo.
 
-    The photo is tiled by squares of side ``2 * cell``; the top-left ``cell`` x ``cell`` quarter of
-    each tile is test, the rest (an L of width ``cell``) is train, so both splits cover the whole
-    photo (about 25 % test). Cells are clipped to the photo.
+    The photo is tiled by squares of side ``2 * (cell + gap)``; the top-left ``cell`` x ``cell``
+    corner of each tile is test, the rest is train: an L whose arms, once ``gap`` pixels are kept
+    clear of the test cells on both sides, are ``cell`` pixels wide. Both splits cover the whole
+    photo (about 20 % test). Cells are clipped to the photo.
     """
-    period = 2 * cell
+    period = 2 * (cell + gap)
     ys, xs = np.arange(0, height, period), np.arange(0, width, period)
     y1, x1 = np.meshgrid(ys, xs, indexing="ij")
     x1, y1 = x1.ravel(), y1.ravel()
@@ -171,7 +172,7 @@ def _sample_tile_boxes(
 ) -> np.ndarray:
     """``count`` square boxes of the ``tiles`` layout: test boxes inside a test cell shrunk by ``gap``,
     train boxes clear of every test cell grown by ``gap`` (rejection sampling, deterministic in ``rng``)."""
-    cells = tile_test_cells(height, width, cell)
+    cells = tile_test_cells(height, width, cell, gap)
     sides = np.exp(rng.uniform(np.log(side_range[0]), np.log(side_range[1]), size=count))
     boxes = np.empty((count, 4), dtype=np.float64)
     if split == "test":
