@@ -184,7 +184,15 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
     return out
 
 
+_FAMILY_SIZES: dict = {}
+
+
 def family_size(profile: Profile, method, prop: str) -> int:
     """How many clauses of property ``prop`` the profile defines for ``method``: the size of the
-    family a multiple-testing correction divides its level by (whatever ``-k`` selects)."""
-    return len(build_cases(profile, [method])[prop])
+    family a multiple-testing correction divides its level by (whatever ``-k`` selects). Built once
+    per (profile, method) object, not once per clause."""
+    key = (id(profile), id(method))
+    if key not in _FAMILY_SIZES:  # the objects are kept beside their sizes, so their ids stay theirs
+        sizes = {k: len(v) for k, v in build_cases(profile, [method]).items()}
+        _FAMILY_SIZES[key] = (profile, method, sizes)
+    return _FAMILY_SIZES[key][2][prop]

@@ -7,7 +7,6 @@ id and no timings or timestamps are stored.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import platform
@@ -15,6 +14,8 @@ from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
+
+from nnw.methods.identity import source_digest
 
 SCHEMA_VERSION = "1"
 
@@ -30,16 +31,10 @@ def validate(cert: dict[str, Any]) -> None:
     jsonschema.validate(cert, schema())
 
 
-def _source_digest(method) -> str:
-    from nnw.methods.identity import source_digest
-
-    return source_digest(method)
-
-
 def _method_info(method) -> dict[str, Any]:
     tags = {k: (sorted(v) if isinstance(v, (set, frozenset)) else v) for k, v in vars(method.tags).items()}
     return {"name": method.name, "version": str(getattr(method, "version", "0")),
-            "sha256": _source_digest(method), "origin": f"{type(method).__module__}:{type(method).__qualname__}",
+            "sha256": source_digest(method), "origin": f"{type(method).__module__}:{type(method).__qualname__}",
             "tags": tags}
 
 

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping
 
 import pytest
 
+from nnw.pytest_plugin import _jsonable  # one JSON fallback for the plugin's records
+
 STRESS_PROPERTY = "nnw_stress"
 CASE_FIXTURES = {"stress_case": "attack", "false_claim_case": "false_claim"}
 DESCRIPTION = ("Adversarial stress beyond the standard (MPAI-NNW / NNW-TEC define none of these attacks): "
@@ -117,17 +119,6 @@ def parametrize(metafunc) -> None:
         params = [pytest.param(c, id=c.id, marks=[pytest.mark.xdist_group(c.group)])
                   for c in config._nnw_stress_cases[CASE_FIXTURES[name]]]
         metafunc.parametrize(name, params)
-
-
-def _jsonable(x):
-    try:
-        import torch
-
-        if torch.is_tensor(x):
-            return x.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(x)
 
 
 def record(request, *records: Mapping[str, Any]) -> None:

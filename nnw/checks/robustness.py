@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from nnw.checks.common import fmt, marked_identity
 from nnw.checks.decision import excess_rate
 from nnw.checks.overwriting import actor_recovery
-from nnw.checks.campaign import fail_on_misbehaviour
+from nnw.checks.campaign import fail_on_misbehaviour, population_key_seed
 from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
 
@@ -47,7 +47,7 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         row.update(error_percent=100 * drop, useful=drop <= tolerance)
         row["outcome"] = ("not assessable" if not row["useful"] else "detected" if row["detected"] else "missed")
         if modification.family == "overwriting":  # §7.2.6: which Actors are recovered after each later mark
-            seed = _key_seed(r["model_seed"], r["key_seed"])
+            seed = population_key_seed(r["model_seed"], r["key_seed"])
             m = zoo.marked(task_name, method, config, r["model_seed"], seed)
             stages = zoo.overwritten(task_name, m.model, modification, seed=seed, method=method, key=m.key,
                                      identity=marked_identity(task_name, method, config, r["model_seed"], seed))
@@ -84,12 +84,6 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
                    "nothing to assess")
     return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Robustness"), title, decision.verdict, message, measured,
                         threshold, rows, table, decision=decision.as_dict())
-
-
-def _key_seed(s: int, d: int) -> int:
-    from nnw.checks.campaign import population_key_seed
-
-    return population_key_seed(s, d)
 
 
 def _criterion(method) -> str:
