@@ -107,6 +107,22 @@ def weakest(profile: Profile) -> list:
     return out
 
 
+def inserts(method) -> bool:
+    """Whether ``method`` can insert a mark, whatever its tags say: it offers ``embed`` or
+    ``training_hook`` beyond the protocol's defaults. Such a method is certified as active: a
+    "passive" declaration removes no mandatory clause (the certificate issue)."""
+    from nnw.methods.base import TraceabilityMethod
+
+    cls = type(method)
+    return any(callable(getattr(cls, n, None)) and getattr(cls, n) is not getattr(TraceabilityMethod, n)
+               for n in ("embed", "training_hook"))
+
+
+def is_active(method) -> bool:
+    """Active (watermark) clauses apply: declared active, or able to insert (:func:`inserts`)."""
+    return method.tags.kind == "active" or inserts(method)
+
+
 def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
     """Every applicable case of the profile for the given method objects, by property."""
     from nnw.modifications import parse_modification
@@ -117,12 +133,13 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
     mods = [parse_modification(n) for n in modifications(profile)]
     for method in methods:
         tags = method.tags
+        active = is_active(method)
         tasks = [t for t in profile.tasks if profile.tasks[t]["task"] in tags.tasks]
         rob_grid = _method_grid(profile, method, "robustness")
         rob_cfgs = _configs(rob_grid)
         for task in tasks:
             classification = profile.tasks[task]["task"] == "classification"
-            if tags.kind == "active":
+            if active:
                 section = "imperceptibility" if classification else "imperceptibility_other_tasks"
                 # an imperceptibility case whose configuration is a robustness one shares its marked models
                 rob_groups = {tuple(sorted(c)): _tid(method.name, task, lab) for c, lab in rob_cfgs}
@@ -132,9 +149,9 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                     out["imperceptibility"].append(Case("imperceptibility", method.name, task, cfg, None,
                                                         _IMP_TABLES.get(method.name) if classification else "3",
                                                         tid, group))
-            if not classification and tags.kind == "active":
+            if not classification and active:
                 continue  # robustness tables of NNW-TEC cover the classification task
-            if tags.kind == "active":  # mandatory for every active method, whatever it declares: a
+            if active:  # mandatory for every active method, whatever it declares: a
                 # method that neither detects nor decodes fails them (nnw.checks.campaign)
                 figure4 = tags.multi_mark and "overwriting" in profile.data["methods"].get(method.name, {})
                 for cfg, label in (rob_cfgs or [((), "")]):

@@ -33,9 +33,11 @@ def validate(cert: dict[str, Any]) -> None:
 
 def _method_info(method) -> dict[str, Any]:
     tags = {k: (sorted(v) if isinstance(v, (set, frozenset)) else v) for k, v in vars(method.tags).items()}
+    from nnw.cases import is_active
+
     return {"name": method.name, "version": str(getattr(method, "version", "0")),
             "sha256": source_digest(method), "origin": f"{type(method).__module__}:{type(method).__qualname__}",
-            "tags": tags}
+            "tags": tags, "certified_kind": "active" if is_active(method) else "passive"}
 
 
 CONFORMANT, WITH_DEVIATIONS, NOT_CONFORMANT, INCOMPLETE = (
@@ -44,20 +46,16 @@ CONFORMANT, WITH_DEVIATIONS, NOT_CONFORMANT, INCOMPLETE = (
 EXIT_STATUS = {CONFORMANT: 0, WITH_DEVIATIONS: 0, NOT_CONFORMANT: 1, INCOMPLETE: 6}
 
 
-def grade(clauses: list[dict[str, Any]], missing: list[str] = ()) -> dict[str, Any]:
+def grade(clauses: list[dict[str, Any]], missing: list[str] = (), *, policy_changes: list[str] = (),
+          unmatched_deviations: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """The certificate's grade: "not conformant" when any clause failed; "incomplete" when any clause
-    could not be decided (inconclusive, not assessed) or a mandatory clause of the registry was not
-    evaluated (``missing``, from :func:`nnw.clauses.coverage`); "conformant with declared
-    deviations" when declared known failures remain; else "conformant"."""
+    could not be decided (inconclusive, not assessed), a mandatory clause of the registry was not
+    evaluated (``missing``, from :func:`nnw.clauses.coverage`), the profile changed one of the
+    suite's policies (``policy_changes``: its rules are not the suite's), or a declared deviation
+    did not occur (its clause passed, or it matched no clause: as pytest's strict xfail, the
+    declaration must be corrected); "conformant with declared deviations" when declared known
+    failures remain; else "conformant"."""
     verdicts = Counter(c["verdict"] for c in clauses)
-    if verdicts.get("fail"):
-        g = NOT_CONFORMANT
-    elif verdicts.get("inconclusive") or verdicts.get("not assessed") or missing:
-        g = INCOMPLETE
-    elif verdicts.get("known failure"):
-        g = WITH_DEVIATIONS
-    else:
-        g = CONFORMANT
     deviations = [{"clause": c.get("clause"), "nodeid": c.get("nodeid"), "method": c.get("method"),
                    "reason": (c.get("deviation") or {}).get("reason", "declared known failure"),
                    "source": (c.get("deviation") or {}).get("source")}
@@ -65,8 +63,22 @@ def grade(clauses: list[dict[str, Any]], missing: list[str] = ()) -> dict[str, A
     passing = [{"nodeid": c.get("nodeid"), "source": c["deviation"].get("source")}
                for c in clauses if c.get("deviation") and c["verdict"] == "pass"]
     undecided = [c.get("nodeid") for c in clauses if c["verdict"] in ("inconclusive", "not assessed")]
-    return {"grade": g, "exit_status": EXIT_STATUS[g], "deviations": deviations, "undecided": undecided,
-            "passing_deviations": passing, "not_evaluated": list(missing)}
+    reasons = ([f"{len(undecided)} clause(s) undecided"] if undecided else []) + \
+        ([f"{len(missing)} mandatory clause(s) not evaluated"] if missing else []) + \
+        ([f"the profile changes the suite's policies: {'; '.join(policy_changes)}"] if policy_changes else []) + \
+        ([f"{len(passing)} declared deviation(s) whose clause passed"] if passing else []) + \
+        ([f"{len(unmatched_deviations)} declared deviation(s) matching no clause"] if unmatched_deviations else [])
+    if verdicts.get("fail"):
+        g = NOT_CONFORMANT
+    elif reasons:
+        g = INCOMPLETE
+    elif verdicts.get("known failure"):
+        g = WITH_DEVIATIONS
+    else:
+        g = CONFORMANT
+    return {"grade": g, "exit_status": EXIT_STATUS[g], "grade_reasons": reasons, "deviations": deviations,
+            "undecided": undecided, "passing_deviations": passing, "unmatched_deviations": list(unmatched_deviations),
+            "policy_changes": list(policy_changes), "not_evaluated": list(missing)}
 
 
 def strict_json(value: Any) -> Any:
@@ -81,7 +93,8 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def build_certificate(profile, methods: Iterable, device: str, clauses: list[dict[str, Any]]) -> dict[str, Any]:
+def build_certificate(profile, methods: Iterable, device: str, clauses: list[dict[str, Any]],
+                      unmatched_deviations: list[dict[str, Any]] = ()) -> dict[str, Any]:
     import torch
 
     import nnw
@@ -105,13 +118,14 @@ def build_certificate(profile, methods: Iterable, device: str, clauses: list[dic
         "seeds": {"model_seeds": profile.model_seeds, "key_seeds": profile.key_seeds},
         "summary": {"verdict": "fail" if counts.get("fail") else "pass" if set(counts) <= {"pass", "not applicable",
                     "known failure"} else "incomplete", "counts": dict(sorted(counts.items())),
-                    **grade(clauses, missing_mandatory(cov))},
+                    **grade(clauses, missing_mandatory(cov), policy_changes=profile.policy_changes(),
+                            unmatched_deviations=unmatched_deviations)},
         "coverage": cov,
         "clauses": clauses,
     }
 
 
-def write_certificate(config, clauses: list[dict[str, Any]], unmatched_deviations=()) -> Path:
+def write_certificate(config, clauses: list[dict[str, Any]], unmatched_deviations=()) -> tuple[Path, dict[str, Any]]:
     from nnw.device import resolve_device
     from nnw.methods.registry import get_method
     from nnw.profile import load_profile
@@ -120,14 +134,14 @@ def write_certificate(config, clauses: list[dict[str, Any]], unmatched_deviation
     names = config.getoption("--nnw-method") or ["NCT", "RTW", "TBW"]
     used = {c["method"] for c in clauses}
     methods = [m for m in (get_method(n) for n in names) if m.name in used]
-    cert = build_certificate(profile, methods, str(resolve_device(config.getoption("--nnw-device")).type), clauses)
+    unmatched = [d for d in unmatched_deviations if not d["source"].startswith("nnw/methods/")]
+    cert = build_certificate(profile, methods, str(resolve_device(config.getoption("--nnw-device")).type), clauses,
+                             unmatched)
     from nnw.cases import build_cases
 
     for info, method in zip(cert["methods"], methods):  # clauses the method's tags exclude (ONNX-style "not applicable")
         cases = build_cases(profile, [method])
         info["not_applicable"] = sorted(prop for prop, items in cases.items() if not items)
-    cert["summary"]["unmatched_deviations"] = [d for d in unmatched_deviations
-                                               if not d["source"].startswith("nnw/methods/")]
     for d in cert["summary"]["deviations"]:  # clause, reason, method and its version
         d["method_version"] = next((m["version"] for m in cert["methods"] if m["name"] == d["method"]), None)
     cert = strict_json(cert)
@@ -139,4 +153,4 @@ def write_certificate(config, clauses: list[dict[str, Any]], unmatched_deviation
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(cert, indent=1, sort_keys=False, allow_nan=False) + "\n")
     tmp.replace(path)
-    return path
+    return path, cert

@@ -467,7 +467,7 @@ def _published_impact(c: Mapping[str, Any], version: str = SPEC_VERSION) -> tupl
         rows = published_rows(table, version, **filters)
     except (ImportError, KeyError, ValueError):
         return None
-    col = "impact_top1" if "impact_top1" in cols else ("impact" if "impact" in cols else None)
+    col = next((c for c in ("impact_error", "impact_top1", "impact") if c in cols), None)
     if not rows or col is None or _f(rows[0].get(col)) is None:
         return None
     return f"NNW-TEC Table {table} (published {col} = {float(rows[0][col]):g}%)", float(rows[0][col])

@@ -23,8 +23,25 @@ DECISION_DEFAULTS: dict[str, Any] = {
     "null_keys": 200,                # Keys of other Actors read on each never-marked model
     "max_miss_rate": 0.0,            # §8: the mark is found wherever the Modified model is useful
     "miss_rate_power_at": 0.5,       # alternative: a method that misses half the useful marked models
-    "noninferiority_margin": 0.10,   # relative loss of the task measure (Impact bound 10 %)
+    # relative loss of the task measure, per Table 1 measure: a classifier's is its error, and
+    # 0.5 means "at most half as many errors again" (see README: How verdicts are decided)
+    "noninferiority_margin": {"error": 0.5, "default": 0.10},
 }
+#: the suite's policies: a profile may change sizes (seeds, grids, null_keys) but not these; a
+#: profile that does gets no certifying grade (:func:`Profile.policy_changes`)
+POLICY_DEFAULTS: dict[str, Any] = {
+    **{k: v for k, v in DECISION_DEFAULTS.items() if k != "null_keys"},
+    # eq. (2) drop beyond which a Modified model is no longer useful (not assessable), per measure:
+    # a classifier stays useful while it makes at most twice the errors
+    "useful_error_tolerance": {"error": 1.0, "default": 0.10},
+}
+
+
+def for_measure(policy: Any, measure: str) -> float:
+    """A policy given as one number or per Table 1 measure (``{"error": 1.0, "default": 0.1}``)."""
+    if isinstance(policy, dict):
+        return float(policy.get(measure, policy["default"]))
+    return float(policy)
 _REQUIRED = ("name", "model_seeds", "key_seeds", "tasks", "methods", "modifications", "thresholds")
 
 
@@ -63,6 +80,13 @@ class Profile:
         """The suite's decision policies (:mod:`nnw.checks.decision`): levels, margins, power targets,
         the number of null Keys. Defaults apply to fields a profile leaves out."""
         return {**DECISION_DEFAULTS, **self.data.get("decisions", {})}
+
+    def policy_changes(self) -> list[str]:
+        """The suite's policies (``POLICY_DEFAULTS``) this profile sets to other values: a certificate
+        from such a profile cannot be "conformant" (its rules are not the suite's)."""
+        mine = {**self.decisions, **self.thresholds}
+        return [f"{k} = {json.dumps(mine[k])} (suite: {json.dumps(v)})"
+                for k, v in POLICY_DEFAULTS.items() if k in mine and mine[k] != v]
 
     def method_grid(self, method: str, section: str) -> dict[str, list]:
         return dict(self.data["methods"].get(method, {}).get(section, {}))

@@ -193,7 +193,7 @@ def _published_impact(c: Mapping[str, Any]) -> str:
     if not rows:
         return "–"
     r = rows[0]
-    parts = [f"{k} {fmt(r[k])}" for k in ("impact_top1", "impact", "ber", "share_percent") if k in r]
+    parts = [f"{k} {fmt(r[k])}" for k in ("impact_error", "impact_top1", "impact", "ber", "share_percent") if k in r]
     return f"Table {table}: " + ", ".join(parts)
 
 

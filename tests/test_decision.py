@@ -133,6 +133,33 @@ def test_non_inferiority_uses_at_least_the_test_set_noise():
     assert d.statistic["bound_from"] == "test-set noise" and d.statistic["upper"] > 0.0625
 
 
+def test_non_inferiority_on_the_classification_error_counts_more_errors_as_a_loss():
+    # Table 1: a classifier's measure is its error (lower is better)
+    worse = [D.Pair(s, 0.06, 0.12, D.binomial_se(0.06, 10000), D.binomial_se(0.12, 10000)) for s in range(3)]
+    better = [D.Pair(s, 0.06, 0.05, D.binomial_se(0.06, 10000), D.binomial_se(0.05, 10000)) for s in range(3)]
+    d = D.non_inferiority(worse, margin=0.5, confidence=0.95, what="error", lower_is_better=True)
+    assert d.verdict == "fail" and abs(d.statistic["mean_relative_loss"] - 1.0) < 1e-12
+    d = D.non_inferiority(better, margin=0.5, confidence=0.95, what="error", lower_is_better=True)
+    assert d.verdict == "pass" and d.statistic["mean_relative_loss"] < 0
+
+
+def test_usefulness_and_impact_are_read_on_the_classification_error():
+    from nnw.checks.robustness import degradation
+    from nnw.metrics import impact
+    from nnw.tasks import PERFORMANCE_KEYS
+
+    assert PERFORMANCE_KEYS["classification"] == ("error",)
+    tol = {"error": 1.0, "default": 0.1}
+    # 93.6 % -> 86 % top-1: 6.4 % -> 14 % error, more than twice the errors: no longer useful
+    drop, useful = degradation({"error": 0.14}, {"error": 0.064}, ("error",), tol)
+    assert not useful and abs(drop - 0.076 / 0.064) < 1e-12
+    drop, useful = degradation({"error": 0.05}, {"error": 0.064}, ("error",), tol)
+    assert useful and drop < 0   # fewer errors: improved, useful
+    drop, useful = degradation({"psnr": 30.0}, {"psnr": 34.0}, ("psnr",), tol)
+    assert not useful            # 11.8 % below: the default tolerance applies
+    assert impact(0.036, 0.040) == pytest.approx(11.111, abs=1e-3)   # VGG16: Top-1 would say 0.4 %
+
+
 # -- the method is untrusted -----------------------------------------------------------------------
 class _Hostile(SyntheticDetector):
     def __init__(self, behaviour):

@@ -46,6 +46,19 @@ class NoDetector(SyntheticDetector):
         self.tags = type(self.tags)(**{**vars(SyntheticDetector.tags), "detects": False})
 
 
+class PassiveClaimer(SyntheticDetector):
+    """Inserts a mark (it has ``embed``) but declares itself passive, hoping to skip the active
+    clauses; its detector says "present" on every model."""
+
+    tags = type(SyntheticDetector.tags)(**{**vars(SyntheticDetector.tags), "kind": "passive", "insertion": "none"})
+
+    def embed(self, model, key):
+        return model
+
+    def detect(self, model, key, *, prepare=None):
+        return Detection(present=True, score=1.0, threshold=0.5)
+
+
 def _select(case):
     return case.task == "ResNet8" and case.property in ("robustness", "false_alarms") and \
         case.modification in (None, "noise(S=0.01)")
@@ -56,6 +69,7 @@ def _select(case):
     (Destroyer(0.05), "changed the model it was given"),
     (NaNScores(0.05), "non-finite score"),
     (NoDetector(0.05), "declares neither detect nor decode"),
+    (PassiveClaimer(0.05), "false alarms"),
 ])
 def test_a_hostile_method_is_not_conformant(method, why):
     cert = check_method(method, TINY, zoo=SyntheticZoo(TINY), select=_select)
@@ -68,3 +82,12 @@ def test_an_honest_synthetic_method_is_not_failed():
     cert = check_method(SyntheticDetector(0.05), TINY, zoo=SyntheticZoo(TINY), select=_select)
     assert {c["verdict"] for c in cert["clauses"]} == {"pass"}
     assert cert["summary"]["grade"] == "incomplete"  # a selection: the rest of the registry is not assessed
+
+
+def test_a_profile_that_changes_the_suites_policies_gets_no_certifying_grade():
+    from dataclasses import replace
+
+    loose = replace(TINY, data={**TINY.data, "decisions": {**TINY.data["decisions"], "nominal_false_alarm_rate": 0.5}})
+    cert = check_method(SyntheticDetector(0.05), loose, zoo=SyntheticZoo(loose), select=_select)
+    assert cert["summary"]["grade"] == "incomplete"
+    assert any("nominal_false_alarm_rate" in r for r in cert["summary"]["grade_reasons"])

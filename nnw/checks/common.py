@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from nnw.metrics import relative_error
 
 
 def detection_row(method, model, key, task) -> dict[str, Any]:
@@ -16,11 +15,6 @@ def detection_row(method, model, key, task) -> dict[str, Any]:
         if "ser" in dec.details:
             row["ser"] = float(dec.details["ser"])
     return row
-
-
-def worst_relative_error(p_m: Mapping[str, float], p_unm: Mapping[str, float], keys) -> float:
-    """NNW-TEC eq. (2) on every performance measure of the task, the worst one (as a fraction)."""
-    return max(relative_error(p_m[k], p_unm[k]) for k in keys)
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

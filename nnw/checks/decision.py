@@ -116,8 +116,10 @@ class Pair:
     se_wm: float | None = None
 
 
-def non_inferiority(pairs: Sequence[Pair], *, margin: float, confidence: float, what: str) -> Decision:
-    """Two one-sided tests on the relative loss L = (P_uwm − P_wm) / P_uwm (higher P is better).
+def non_inferiority(pairs: Sequence[Pair], *, margin: float, confidence: float, what: str,
+                    lower_is_better: bool = False) -> Decision:
+    """Two one-sided tests on the relative loss L = (P_uwm − P_wm) / P_uwm (higher P is better;
+    (P_wm − P_uwm) / P_uwm for a lower-is-better measure such as the classification error).
 
     L is averaged over the D marked versions of each model seed (one cluster per seed), then over
     the M seeds; its standard error is the larger of the between-seed one (t with M − 1 degrees of
@@ -125,7 +127,8 @@ def non_inferiority(pairs: Sequence[Pair], *, margin: float, confidence: float, 
     ``confidence`` bounds of the mean loss: pass when U < margin (non-inferior), fail when
     L > margin (inferior), else inconclusive.
     """
-    rule = (f"non-inferiority of the marked models on {what}: mean relative loss (P_uwm − P_wm)/P_uwm over the "
+    loss_formula = "(P_wm − P_uwm)/P_uwm" if lower_is_better else "(P_uwm − P_wm)/P_uwm"
+    rule = (f"non-inferiority of the marked models on {what}: mean relative loss {loss_formula} over the "
             f"M model seeds, one-sided {confidence:g} bounds against the margin {margin:g}")
     pairs = [p for p in pairs if p.p_uwm is not None and p.p_wm is not None]
     if not pairs:
@@ -138,7 +141,8 @@ def non_inferiority(pairs: Sequence[Pair], *, margin: float, confidence: float, 
         base = ps[0].p_uwm
         if base <= 0 or not math.isfinite(base):
             return Decision(NOT_ASSESSED, rule, f"unmarked performance {base!r} gives no relative loss")
-        losses = [(p.p_uwm - p.p_wm) / p.p_uwm for p in ps]
+        sign = -1.0 if lower_is_better else 1.0
+        losses = [sign * (p.p_uwm - p.p_wm) / p.p_uwm for p in ps]
         means.append(sum(losses) / len(losses))
         if all(p.se_uwm is not None and p.se_wm is not None for p in ps):
             # the unmarked estimate is shared within a cluster; the marked ones are independent

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from nnw.checks.common import unmarked_identity, worst_relative_error
+from nnw.checks.common import unmarked_identity
+from nnw.checks.robustness import degradation
+from nnw.profile import for_measure
 from nnw.checks.result import FAIL, PASS, ClauseResult
 from nnw.metrics import false_alarm_rate
 
@@ -57,7 +59,7 @@ def check_fingerprint_unicity(zoo, method, task_name: str, config: Mapping[str, 
 
 
 def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[str, Any], modification, *,
-                                 model_seeds: Sequence[int], tolerance: float, key_seed: int = 0) -> ClauseResult:
+                                 model_seeds: Sequence[int], tolerance, key_seed: int = 0) -> ClauseResult:
     task = zoo.task(task_name)
     models, key, db = _database(zoo, method, task_name, config, model_seeds, key_seed)
     rows, failures = [], []
@@ -65,10 +67,10 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
         identity = unmarked_identity(task_name, s)
         modified = zoo.modified(task_name, model, modification, seed=1000 + s, identity=identity, method=method, key=key)
         perf = zoo.evaluate(task_name, modified, {**identity, "modification": modification.cache_id, "seed": 1000 + s})
-        err = worst_relative_error(perf, record["performance"], task.performance_keys)
+        err, useful = degradation(perf, record["performance"], task.performance_keys, tolerance)
         found, score = method.match(method.extract(modified, key), db)
         row = {"model": f"seed {s}", "matched": found, "score": score, "error_percent": 100 * err,
-               "useful": err <= tolerance}
+               "useful": useful}
         rows.append(row)
         if row["useful"] and found != f"seed {s}":
             failures.append(f"seed {s} after {modification.name} (error {100 * err:.2f}%) matched {found!r} "
@@ -78,4 +80,4 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     verdict = FAIL if failures else PASS
     msg = "; ".join(failures) if failures else f"{sum(r['useful'] for r in rows)} useful Modified models matched to their source"
     return ClauseResult("NNW-TEC §5.3.1 Robustness", title, verdict, msg, measured,
-                        {"useful_error_tolerance_percent": 100 * tolerance}, rows)
+                        {"useful_error_tolerance_percent": 100 * for_measure(tolerance, task.performance_keys[0])}, rows)

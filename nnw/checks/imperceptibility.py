@@ -2,7 +2,7 @@
 
 The population: the marked versions of model seed s are paired with the unmarked model of seed s
 (same seed, same training trunk). Each row gives Impact = |P_uwm − P_wm| / P_uwm × 100 (eq. 1) for
-its pair. The verdict compares populations (:func:`nnw.checks.decision.non_inferiority`): the mean
+its pair, on Table 1's measure (a classifier's *classification error*; Top-1 recorded beside it). The verdict compares populations (:func:`nnw.checks.decision.non_inferiority`): the mean
 relative loss of the task measure, with its standard error (between model seeds, and at least
 the test-set noise of each estimate), is tested against the profile's margin: non-inferior
 (pass), inferior (fail) or inconclusive. Every marked model must also be detected right after
@@ -16,7 +16,8 @@ from nnw.checks.decision import FAIL, Pair, binomial_se, non_inferiority
 from nnw.checks.campaign import fail_on_misbehaviour
 from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
-from nnw.metrics import impact
+from nnw.metrics import LOWER_IS_BETTER, impact
+from nnw.profile import for_measure
 
 CLAUSES = {"NCT": "NNW-TEC §7.2.5", "RTW": "NNW-TEC §7.3.4", "TBW": "NNW-TEC §7.4.4"}
 _ORDER = {"fail": 0, "inconclusive": 1, "not assessed": 2, "pass": 3}
@@ -26,7 +27,7 @@ def _se(task, key: str, value: float) -> float | None:
     """Standard error of a task measure from the test-set size (top-1: binomial); None where the
     measure's sampling distribution is not modelled (then the between-seed spread alone is used)."""
     test = getattr(task, "test", None)
-    if key == "top1" and test is not None:
+    if key in ("top1", "error") and test is not None:
         return binomial_se(value, int(test.y.shape[0]))
     return None
 
@@ -50,12 +51,15 @@ def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any
         p_wm = r["perf"]
         row: dict[str, Any] = {"model_seed": s, "key_seed": r["key_seed"], "detected": r["detected"],
                                "score": r["score"], "p_value": r["p_value"]}
+        row.update({f"{k}_uwm": v for k, v in p_uwm.items() if k not in keys})   # e.g. Top-1 beside the error
+        row.update({f"{k}_wm": v for k, v in p_wm.items() if k not in keys})
         for k in keys:
             row.update({f"{k}_uwm": p_uwm[k], f"{k}_wm": p_wm[k], f"impact_{k}": impact(p_uwm[k], p_wm[k])})
             pairs[k].append(Pair(s, p_uwm[k], p_wm[k], _se(task, k, p_uwm[k]), _se(task, k, p_wm[k])))
         rows.append(row)
-    decisions = {k: non_inferiority(pairs[k], margin=float(pol["noninferiority_margin"]),
-                                    confidence=float(pol["confidence"]), what=k) for k in keys}
+    margins = {k: for_measure(pol["noninferiority_margin"], k) for k in keys}
+    decisions = {k: non_inferiority(pairs[k], margin=margins[k], confidence=float(pol["confidence"]), what=k,
+                                    lower_is_better=k in LOWER_IS_BETTER) for k in keys}
     worst = min(decisions.values(), key=lambda d: _ORDER[d.verdict])
     verdict, message = worst.verdict, "; ".join(f"{k}: {d.message}" for k, d in decisions.items())
     undetected = [r for r in rows if not r["detected"]]
@@ -72,7 +76,8 @@ def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any
                 "loss_bounds": {k: [d.statistic.get("lower"), d.statistic.get("upper")] for k, d in decisions.items()},
                 "M": len(zoo.profile.model_seeds), "D": len(wanted), "detected": sum(r["detected"] for r in rows)}
     title = f"Imperceptibility of {method.name} on {task_name} {_cfg(config)}"
-    threshold = {"noninferiority_margin_percent": 100 * float(pol["noninferiority_margin"]),
+    pct = sorted({100 * m for m in margins.values()})
+    threshold = {"noninferiority_margin_percent": pct[0] if len(pct) == 1 else {k: 100 * m for k, m in margins.items()},
                  "confidence": float(pol["confidence"])}
     return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Imperceptibility"), title, verdict, message, measured,
                         threshold, rows, table, decision={k: d.as_dict() for k, d in decisions.items()})

@@ -23,28 +23,33 @@ from nnw.checks.overwriting import actor_recovery
 from nnw.checks.campaign import fail_on_misbehaviour, population_key_seed
 from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
+from nnw.metrics import relative_loss
+from nnw.profile import for_measure
 
 CLAUSES = {"NCT": "NNW-TEC §7.2.6", "RTW": "NNW-TEC §7.3.5", "TBW": "NNW-TEC §7.4.5"}
 
 
-def degradation(perf: Mapping[str, float], ref: Mapping[str, float], keys) -> float:
-    """The worst relative *drop* of the task measures (eq. 2 signed; every Table 1 measure is
-    higher-is-better): negative when the Modified model improved."""
-    return max((ref[k] - perf[k]) / ref[k] for k in keys)
+def degradation(perf: Mapping[str, float], ref: Mapping[str, float], keys, tolerance=None) -> tuple[float, bool]:
+    """The worst relative *drop* of the task measures (eq. 2 signed in the direction of worse, on
+    Table 1's measures: a classifier's error rising is a drop; negative when the Modified model
+    improved) and whether every measure stayed within its tolerance (the model is still useful)."""
+    drops = {k: relative_loss(k, perf[k], ref[k]) for k in keys}
+    useful = tolerance is None or all(d <= for_measure(tolerance, k) for k, d in drops.items())
+    return max(drops.values()), useful
 
 
 @fail_on_misbehaviour
 def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], modification, *,
-                     tolerance: float, clauses_in_family: int = 1, table: str | None = None) -> ClauseResult:
+                     tolerance, clauses_in_family: int = 1, table: str | None = None) -> ClauseResult:
     task = zoo.task(task_name)
     pol = zoo.profile.decisions
     camp = campaign(zoo, method, task_name, config, modification)
     rows = []
     for r in camp["marked"]:
-        drop = degradation(r["perf"], r["perf_ref"], task.performance_keys)
+        drop, useful = degradation(r["perf"], r["perf_ref"], task.performance_keys, tolerance)
         row = {k: v for k, v in r.items() if k not in ("perf", "perf_ref")}
         row.update(r["perf"])
-        row.update(error_percent=100 * drop, useful=drop <= tolerance)
+        row.update(error_percent=100 * drop, useful=useful)
         row["outcome"] = ("not assessable" if not row["useful"] else "detected" if row["detected"] else "missed")
         if modification.family == "overwriting":  # §7.2.6: which Actors are recovered after each later mark
             seed = population_key_seed(r["model_seed"], r["key_seed"])
@@ -73,14 +78,15 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         measured["ber"] = [r.get("ber") for r in rows]
         measured["ser"] = [r.get("ser") for r in rows]
     title = f"Robustness of {method.name} against {modification.name} on {task_name}"
-    threshold = {"useful_error_tolerance_percent": 100 * tolerance, "detection": _criterion(method),
+    tol = 100 * for_measure(tolerance, task.performance_keys[0])
+    threshold = {"useful_error_tolerance_percent": tol, "detection": _criterion(method),
                  "max_miss_rate": pol["max_miss_rate"]}
     detail = "; ".join(f"seed {r['model_seed']} key {r['key_seed']}: missed (drop {r['error_percent']:.2f}% ≤ "
-                       f"{100 * tolerance:g}%; score {fmt(r['score'])}, threshold {fmt(r['threshold'])}, "
+                       f"{tol:g}%; score {fmt(r['score'])}, threshold {fmt(r['threshold'])}, "
                        f"p {fmt(r['p_value'])})" for r in misses[:5])
     message = decision.message + (f" — {detail}" if detail else "")
     if not useful:
-        message = (f"every one of the {len(rows)} Modified marked models dropped by more than {100 * tolerance:g}%: "
+        message = (f"every one of the {len(rows)} Modified marked models dropped by more than {tol:g}%: "
                    "nothing to assess")
     return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Robustness"), title, decision.verdict, message, measured,
                         threshold, rows, table, decision=decision.as_dict())

@@ -16,7 +16,7 @@ from nnw.metrics.detection import (
     symbol_error_rate,
 )
 from nnw.metrics.image import psnr, ssim_global, ssim_windowed
-from nnw.metrics.impact import impact, relative_error, relative_error_percent
+from nnw.metrics.impact import LOWER_IS_BETTER, impact, relative_error, relative_error_percent, relative_loss
 from nnw.metrics.rates import Rate, clopper_pearson, false_alarm_rate, missed_detection_rate
 from nnw.metrics.segmentation import confusion_matrix, mean_iou, mean_iou_from_confusion
 
@@ -39,6 +39,8 @@ __all__ = [
     "psnr",
     "rankdata",
     "relative_error",
+    "relative_loss",
+    "LOWER_IS_BETTER",
     "relative_error_percent",
     "spearman",
     "spearman_critical_value",

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["impact", "relative_error", "relative_error_percent"]
+__all__ = ["LOWER_IS_BETTER", "impact", "relative_error", "relative_error_percent", "relative_loss"]
+
+#: Table 1 measures where a smaller value is better (the classification error); PSNR, SSIM and
+#: mIoU are higher-is-better.
+LOWER_IS_BETTER = frozenset({"error"})
 
 
 def _check(reference: float, other: float, names: tuple[str, str]) -> tuple[float, float]:
@@ -39,3 +43,10 @@ def relative_error(p_m: float, p_unm: float) -> float:
 def relative_error_percent(p_m: float, p_unm: float) -> float:
     """``relative_error`` x 100, as the robustness tables print it."""
     return relative_error(p_m, p_unm) * 100.0
+
+
+def relative_loss(measure: str, p_m: float, p_ref: float) -> float:
+    """eq. (2) signed in the direction of worse: (P_ref − P_m) / P_ref for a higher-is-better
+    measure, (P_m − P_ref) / P_ref for the classification error; negative when P_m is better."""
+    ref, oth = _check(p_ref, p_m, ("p_ref", "p_m"))
+    return ((oth - ref) if measure in LOWER_IS_BETTER else (ref - oth)) / abs(ref)
