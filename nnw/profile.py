@@ -23,9 +23,11 @@ DECISION_DEFAULTS: dict[str, Any] = {
     "null_keys": 200,                # Keys of other Actors read on each never-marked model
     "max_miss_rate": 0.0,            # §8: the mark is found wherever the Modified model is useful
     "miss_rate_power_at": 0.5,       # alternative: a method that misses half the useful marked models
-    # relative loss of the task measure, per Table 1 measure: a classifier's is its error, and
-    # 0.5 means "at most half as many errors again" (see README: How verdicts are decided)
-    "noninferiority_margin": {"error": 0.5, "default": 0.10},
+    # relative loss of the task measure, per Table 1 measure: a classifier's is its error, and 1.0
+    # means "fewer than twice the errors" (Table 22: 0–7 % published, 192 % for NCT ResNet8 at
+    # N = 16144, α = 90); the embedded design cannot resolve less on VGG16 (README: How verdicts
+    # are decided)
+    "noninferiority_margin": {"error": 1.0, "default": 0.10},
 }
 #: the suite's policies: a profile may change sizes (seeds, grids, null_keys) but not these; a
 #: profile that does gets no certifying grade (:func:`Profile.policy_changes`)
