@@ -5,7 +5,8 @@ A serial pass of its own: ``pytest conformance -m cost``. pytest-benchmark measu
 xdist or with ``--benchmark-disable``; these tests then FAIL, they never pass unmeasured. Each
 test times its target with the ``benchmark`` fixture (warm-up rounds first), puts the other
 figures in ``benchmark.extra_info`` and records its clause for the certificate. The measuring
-code is :mod:`nnw.cost` (its docstring says what each figure is and how it is taken).
+code is :mod:`nnw.cost` (its docstrings say what each figure is and how it is taken), the verdicts
+:mod:`nnw.checks.cost`, the cases :mod:`nnw.cost.cases`.
 
 Cases, for the methods of the run, on the profile's ResNet8 (else its first task the method supports):
 
@@ -24,79 +25,18 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass
 
 import pytest
 
 from nnw import cost
-from nnw.pytest_plugin import _methods, _profile
+from nnw.checks import cost as verdicts
+from nnw.cost.cases import CASE_KINDS, cost_cases, require_measuring
 
 pytestmark = pytest.mark.cost
 
-NOT_MEASURING = "cost tests ran without measuring: run them in a serial pass: pytest conformance -m cost -p no:xdist"
-PREFERRED_TASK = "ResNet8"   # Table 23 / Figure 5 model of the embedded and spec profiles
-
-
-@dataclass(frozen=True)
-class CostCase:
-    method: str
-    task: str
-    config: tuple = ()      # ((key, value), ...)
-    n: int | None = None    # Figure 5: N
-    ns: tuple = ()          # complexity: the sizes n
-    id: str = ""
-
-
-# -- cases --------------------------------------------------------------------------------------
-def _task_for(profile, method) -> str | None:
-    tasks = profile.tasks
-    if PREFERRED_TASK in tasks and tasks[PREFERRED_TASK]["task"] in method.tags.tasks:
-        return PREFERRED_TASK
-    return next((t for t, e in tasks.items() if e["task"] in method.tags.tasks), None)
-
-
-def _config(profile, method) -> tuple:
-    """The method's first robustness configuration, preferring insertion at α = 0."""
-    from nnw.cases import _configs, _method_grid
-
-    cfgs = [cfg for cfg, _ in _configs(_method_grid(profile, method, "robustness"))]
-    if not cfgs:
-        return ()
-    return next((cfg for cfg in cfgs if dict(cfg).get("alpha", 0) == 0), cfgs[0])
-
-
-def _nct_sizes(profile, settings) -> list[int]:
-    sizes = set(settings["figure5_extra_N"])
-    for section in ("imperceptibility", "robustness"):
-        sizes.update(profile.method_grid("NCT", section).get("N", []))
-    return sorted(int(n) for n in sizes)
-
-
-def cost_cases(config) -> dict[str, list[CostCase]]:
-    profile = _profile(config)
-    settings = cost.cost_settings(profile.data)
-    out: dict[str, list[CostCase]] = {"injection_case": [], "detection_case": [], "insertion_time_case": [],
-                                      "complexity_case": []}
-    for method in _methods(config).values():
-        task = _task_for(profile, method)
-        if task is None or method.tags.kind != "active" or method.tags.insertion == "none":
-            continue
-        cfg = _config(profile, method)
-        cid = f"{method.name}-{task}"
-        out["injection_case"].append(CostCase(method.name, task, cfg, id=cid))
-        if method.tags.detects:
-            out["detection_case"].append(CostCase(method.name, task, cfg, id=cid))
-        if method.name == "NCT":
-            ns = _nct_sizes(profile, settings)
-            for n in ns:
-                out["insertion_time_case"].append(CostCase(method.name, task, cfg, n=n, id=f"{cid}-N{n}"))
-            out["complexity_case"].append(CostCase(method.name, task, cfg, ns=tuple(ns), id=cid))
-    return out
-
 
 def pytest_generate_tests(metafunc):
-    wanted = [name for name in ("injection_case", "detection_case", "insertion_time_case", "complexity_case")
-              if name in metafunc.fixturenames]
+    wanted = [name for name in CASE_KINDS if name in metafunc.fixturenames]
     if not wanted:
         return
     config = metafunc.config
@@ -108,12 +48,6 @@ def pytest_generate_tests(metafunc):
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _require_measuring(benchmark):
-    if benchmark.disabled:
-        pytest.fail(f"{NOT_MEASURING} (pytest-benchmark is disabled here: under xdist, or --benchmark-disable)",
-                    pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def settings(nnw_profile):
     return cost.cost_settings(nnw_profile.data)
@@ -156,7 +90,7 @@ def _median(benchmark) -> tuple[float, float, int]:
 # -- tests --------------------------------------------------------------------------------------
 def test_cost_injection(injection_case, benchmark, settings, nnw_zoo, nnw_profile, nnw_methods, nnw_device,
                         insertion_runs, record_clause):
-    _require_measuring(benchmark)
+    require_measuring(benchmark)
     c, s = injection_case, settings
     method, task, cfg = nnw_methods[c.method], nnw_zoo.task(c.task), dict(c.config)
     seed, key_seed = nnw_profile.model_seeds[0], nnw_profile.key_seeds[0]
@@ -202,7 +136,7 @@ def test_cost_injection(injection_case, benchmark, settings, nnw_zoo, nnw_profil
     x = task.prepare(task.test.x[:task.recipe.batch_size])
     inf_unmarked = cost.inference_time(fresh(), x, rounds=s["inference_rounds"])
     inf_marked = cost.inference_time(run.model, x, rounds=s["inference_rounds"])
-    result = cost.injection_clause(method, c.task, cfg, iteration=iteration, run=run, footprint_unmarked=fp_unmarked,
+    result = verdicts.injection_clause(method, c.task, cfg, iteration=iteration, run=run, footprint_unmarked=fp_unmarked,
                                    footprint_marked=fp_marked, inference_unmarked=inf_unmarked,
                                    inference_marked=inf_marked, device=str(nnw_device))
     benchmark.extra_info.update(result.measured)
@@ -211,7 +145,7 @@ def test_cost_injection(injection_case, benchmark, settings, nnw_zoo, nnw_profil
 
 def test_cost_detection(detection_case, benchmark, settings, nnw_zoo, nnw_profile, nnw_methods, nnw_device,
                         insertion_runs, record_clause):
-    _require_measuring(benchmark)
+    require_measuring(benchmark)
     c, s = detection_case, settings
     method, task = nnw_methods[c.method], nnw_zoo.task(c.task)
     run = _insertion_run(insertion_runs, c, method, task, nnw_profile, nnw_device, s, nnw_zoo.progress)
@@ -225,7 +159,7 @@ def test_cost_detection(detection_case, benchmark, settings, nnw_zoo, nnw_profil
                        warmup_rounds=max(1, s["warmup_rounds"]))
     seconds, seconds_min, rounds = _median(benchmark)
     extra = cost.detection_cost(method, model, key, task.prepare, rounds=1, warmup=0)  # memory and decoding
-    result = cost.detection_clause(method, c.task, dict(c.config), seconds=seconds, seconds_min=seconds_min,
+    result = verdicts.detection_clause(method, c.task, dict(c.config), seconds=seconds, seconds_min=seconds_min,
                                    rounds=rounds, cost=extra, marked=run.inserted, device=str(nnw_device))
     benchmark.extra_info.update(result.measured)
     record_clause(result)
@@ -234,7 +168,7 @@ def test_cost_detection(detection_case, benchmark, settings, nnw_zoo, nnw_profil
 def test_nct_insertion_time(insertion_time_case, benchmark, settings, nnw_profile, nnw_methods, nnw_device,
                             record_clause, pytestconfig):
     """Figure 5: execution time of the NCT insertion (positions drawn + substitution) against N."""
-    _require_measuring(benchmark)
+    require_measuring(benchmark)
     from nnw.layers import weight_layers
 
     c, s = insertion_time_case, settings
@@ -246,13 +180,13 @@ def test_nct_insertion_time(insertion_time_case, benchmark, settings, nnw_profil
     seeds = itertools.count(1)
 
     def setup():  # a fresh single-use key per round (keygen is timed: it draws the positions)
-        return (method, model), {"seed": next(seeds), "config": {**dict(c.config), "N": c.n}}
+        return (method, model), {"seed": next(seeds), "config": {**dict(c.config), c.param: c.n}}
 
     _, key = benchmark.pedantic(cost.insertion, setup=setup, rounds=s["insertion_rounds"],
                                 warmup_rounds=max(1, s["warmup_rounds"]))
     seconds, seconds_min, rounds = _median(benchmark)
     present = bool(method.detect(model, key).present)
-    result = cost.insertion_time_clause(method.name, c.task, c.n, total, seconds=seconds, seconds_min=seconds_min,
+    result = verdicts.insertion_time_clause(method.name, c.task, c.n, total, seconds=seconds, seconds_min=seconds_min,
                                         rounds=rounds, present=present, device=str(nnw_device))
     benchmark.extra_info.update(result.measured)
     record_clause(result)
@@ -282,7 +216,7 @@ def test_nct_detection_complexity(complexity_case, benchmark, settings, nnw_prof
                                   record_clause):
     """§7.2.7: NCT detection "has a time complexity of O(n log n)": time(n2)/time(n1) within
     ``complexity_slack`` x (n2 log n2)/(n1 log n1) for every pair of sizes (cold key each call)."""
-    _require_measuring(benchmark)
+    require_measuring(benchmark)
     from nnw.layers import weight_layers
 
     c, s = complexity_case, settings
@@ -295,7 +229,7 @@ def test_nct_detection_complexity(complexity_case, benchmark, settings, nnw_prof
     marks = {}
     for n in ns:
         model = copy.deepcopy(base)
-        _, key = cost.insertion(method, model, seed=n, config={**dict(c.config), "N": n})
+        _, key = cost.insertion(method, model, seed=n, config={**dict(c.config), c.param: n})
         marks[n] = (model, key)
     times = {}
     for n in ns[:-1]:
@@ -309,6 +243,6 @@ def test_nct_detection_complexity(complexity_case, benchmark, settings, nnw_prof
     benchmark.pedantic(cost.run_detection, setup=setup, rounds=s["insertion_rounds"],
                        warmup_rounds=max(1, s["warmup_rounds"]))
     times[ns[-1]], _, _ = _median(benchmark)
-    result = cost.complexity_clause(method.name, c.task, times, slack=s["complexity_slack"], device=str(nnw_device))
+    result = verdicts.complexity_clause(method.name, c.task, times, slack=s["complexity_slack"], device=str(nnw_device))
     benchmark.extra_info.update(n_max=ns[-1], **result.measured)
     record_clause(result)

@@ -39,7 +39,7 @@ def _num(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _configs(grid: dict[str, list]) -> list[tuple[tuple, str]]:
+def configs(grid: dict[str, list]) -> list[tuple[tuple, str]]:
     """All configurations of a grid, with the id part naming only the varying keys."""
     keys = list(grid)
     out = []
@@ -50,31 +50,24 @@ def _configs(grid: dict[str, list]) -> list[tuple[tuple, str]]:
     return out
 
 
-def _tid(*parts: str) -> str:
+def case_id(*parts: str) -> str:
     return "-".join(p for p in parts if p)
 
 
-# NNW-TEC tables reproduced by each (method, modification family), for the report.
-_TABLES = {
-    ("NCT", "noise"): {"VGG16": "4", "ResNet8": "5"}, ("NCT", "finetuning"): {"VGG16": "6", "ResNet8": "7"},
-    ("NCT", "quantization"): {"VGG16": "8", "ResNet8": "9"}, ("NCT", "pruning"): {"VGG16": "10", "ResNet8": "11"},
-    ("RTW", "noise"): "13", ("RTW", "finetuning"): "14", ("RTW", "quantization"): "15", ("RTW", "pruning"): "16",
-    ("TBW", "noise"): "18", ("TBW", "finetuning"): "19", ("TBW", "quantization"): "20", ("TBW", "pruning"): "21",
-}
-_IMP_TABLES = {"NCT": "2", "RTW": "12", "TBW": "17"}
-
-
 def table_for(method: str, family: str, task: str) -> str | None:
-    t = _TABLES.get((method, family))
-    return t.get(task) if isinstance(t, dict) else t
+    """The NNW-TEC robustness table that (method, Modification family, task) reproduces (spec data)."""
+    from nnw.spec.technologies import robustness_table
+
+    return robustness_table(method, family, task)
 
 
-def _method_grid(profile: Profile, method, section: str) -> dict[str, list]:
+def method_grid(profile: Profile, method, section: str) -> dict[str, list]:
+    """The profile's grid of ``method`` for ``section``, else its default configuration."""
     grid = profile.method_grid(method.name, section)
     if grid:
         return grid
     if section == "imperceptibility_other_tasks":
-        return _method_grid(profile, method, "robustness")
+        return method_grid(profile, method, "robustness")
     default = dict(getattr(method, "default_config", None) or {})
     return {k: [v] for k, v in default.items()}
 
@@ -126,6 +119,7 @@ def is_active(method) -> bool:
 def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
     """Every applicable case of the profile for the given method objects, by property."""
     from nnw.modifications import parse_modification
+    from nnw.spec.technologies import imperceptibility_table
 
     out: dict[str, list[Case]] = {k: [] for k in ("imperceptibility", "robustness", "false_alarms", "cross_actor",
                                                    "overwriting",
@@ -135,19 +129,19 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
         tags = method.tags
         active = is_active(method)
         tasks = [t for t in profile.tasks if profile.tasks[t]["task"] in tags.tasks]
-        rob_grid = _method_grid(profile, method, "robustness")
-        rob_cfgs = _configs(rob_grid)
+        rob_grid = method_grid(profile, method, "robustness")
+        rob_cfgs = configs(rob_grid)
         for task in tasks:
             classification = profile.tasks[task]["task"] == "classification"
             if active:
                 section = "imperceptibility" if classification else "imperceptibility_other_tasks"
                 # an imperceptibility case whose configuration is a robustness one shares its marked models
-                rob_groups = {tuple(sorted(c)): _tid(method.name, task, lab) for c, lab in rob_cfgs}
-                for cfg, label in _configs(_method_grid(profile, method, section)):
-                    tid = _tid(method.name, task, label)
+                rob_groups = {tuple(sorted(c)): case_id(method.name, task, lab) for c, lab in rob_cfgs}
+                for cfg, label in configs(method_grid(profile, method, section)):
+                    tid = case_id(method.name, task, label)
                     group = rob_groups.get(tuple(sorted(cfg)), tid) if classification else tid
                     out["imperceptibility"].append(Case("imperceptibility", method.name, task, cfg, None,
-                                                        _IMP_TABLES.get(method.name) if classification else "3",
+                                                        imperceptibility_table(method.name, classification),
                                                         tid, group))
             if not classification and active:
                 continue  # robustness tables of NNW-TEC cover the classification task
@@ -155,24 +149,24 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                 # method that neither detects nor decodes fails them (nnw.checks.campaign)
                 figure4 = tags.multi_mark and "overwriting" in profile.data["methods"].get(method.name, {})
                 for cfg, label in (rob_cfgs or [((), "")]):
-                    group = _tid(method.name, task, label)
+                    group = case_id(method.name, task, label)
                     for mod in mods:
                         if mod.family == "overwriting" and figure4:
                             continue  # covered by the Figure 4 case
                         out["robustness"].append(Case("robustness", method.name, task, cfg, mod.name,
                                                       table_for(method.name, mod.family, task),
-                                                      _tid(method.name, task, label, mod.id), group))
+                                                      case_id(method.name, task, label, mod.id), group))
                     for mod in [None] + [m for m in mods if m.family != "overwriting"]:
                         out["false_alarms"].append(Case("false_alarms", method.name, task, cfg,
                                                         None if mod is None else mod.name, None,
-                                                        _tid(method.name, task, label, "unmodified" if mod is None else mod.id),
+                                                        case_id(method.name, task, label, "unmodified" if mod is None else mod.id),
                                                         group))
                     out["cross_actor"].append(Case("cross_actor", method.name, task, cfg, None, None,
-                                                   _tid(method.name, task, label, "cross-Actor"), group))
+                                                   case_id(method.name, task, label, "cross-Actor"), group))
                 if figure4:
                     cfg, label = rob_cfgs[0]
                     out["overwriting"].append(Case("overwriting", method.name, task, cfg, None, "F4",
-                                                   _tid(method.name, task, "overwriting"), _tid(method.name, task)))
+                                                   case_id(method.name, task, "overwriting"), case_id(method.name, task)))
             if (tags.integrity or tags.fingerprints) and classification:
                 # integrity (§3): unmodified, and each family at its weakest grid value. Fingerprinting
                 # methods verify fingerprinted (unmarked) models, watermarks their marked models.
@@ -181,23 +175,23 @@ def build_cases(profile: Profile, methods: list) -> dict[str, list[Case]]:
                 else:
                     icfgs = rob_cfgs
                 for cfg, label in icfgs:
-                    group = (_tid(method.name, task, "fingerprint") if label is None
-                             else _tid(method.name, task, label))
+                    group = (case_id(method.name, task, "fingerprint") if label is None
+                             else case_id(method.name, task, label))
                     for mod in [None] + weakest(profile):
                         out["integrity"].append(Case("integrity", method.name, task, cfg,
                                                      None if mod is None else mod.name, None,
-                                                     _tid(method.name, task, label or "", "integrity", "unmodified" if mod is None else mod.id),
+                                                     case_id(method.name, task, label or "", "integrity", "unmodified" if mod is None else mod.id),
                                                      group))
             if tags.fingerprints:
                 cfg = tuple((k, v[0]) for k, v in rob_grid.items() if k != "alpha")
-                group = _tid(method.name, task, "fingerprint")
+                group = case_id(method.name, task, "fingerprint")
                 out["fingerprint_unicity"].append(Case("fingerprint_unicity", method.name, task, cfg, None, None,
-                                                       _tid(method.name, task), group))
+                                                       case_id(method.name, task), group))
                 for mod in mods:
                     if mod.family == "overwriting":
                         continue
                     out["fingerprint_robustness"].append(Case("fingerprint_robustness", method.name, task, cfg,
-                                                              mod.name, None, _tid(method.name, task, mod.id), group))
+                                                              mod.name, None, case_id(method.name, task, mod.id), group))
     return out
 
 
@@ -213,3 +207,30 @@ def family_size(profile: Profile, method, prop: str) -> int:
         sizes = {k: len(v) for k, v in build_cases(profile, [method]).items()}
         _FAMILY_SIZES[key] = (profile, method, sizes)
     return _FAMILY_SIZES[key][2][prop]
+
+
+# the former private names, still imported by nnw/stress.py
+_configs, _method_grid, _tid = configs, method_grid, case_id
+
+
+def run_profile(config):
+    """The profile of a pytest run (``--nnw-profile``)."""
+    from nnw.profile import load_profile
+
+    return load_profile(config.getoption("--nnw-profile"))
+
+
+def run_methods(config) -> dict:
+    """The methods of a pytest run (``--nnw-method``, default: the built-ins of the registry), by
+    name; loaded once per run (kept on ``config``)."""
+    if not hasattr(config, "_nnw_methods"):
+        import pytest
+
+        from nnw.methods.registry import BUILTINS, MethodLoadError, get_method
+
+        names = config.getoption("--nnw-method") or list(BUILTINS)
+        try:
+            config._nnw_methods = {m.name: m for m in (get_method(n) for n in names)}
+        except MethodLoadError as e:
+            raise pytest.UsageError(f"--nnw-method: {e}") from None
+    return config._nnw_methods

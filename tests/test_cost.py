@@ -4,10 +4,8 @@ it must fail loudly when pytest-benchmark does not measure, and put its clauses 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +15,9 @@ import torch
 from torch import nn
 
 from nnw import cost
+from nnw.checks import cost as verdicts
+from nnw.cost import cases as cost_cases_module
+from nnw.cost import memory
 from nnw.certificate import build_certificate, validate
 from nnw.checks.result import FAIL, PASS
 from nnw.data.imageset import ImageSet
@@ -300,11 +301,11 @@ def test_tensor_bytes_counts_each_storage_once_and_skips_modules_and_exclusions(
     model = tiny_cnn()
     holder = SimpleNamespace(a=a, view=a[10:20], nested={"b": [b, (b,)]}, model=model, fn=len)
     assert cost.tensor_bytes(holder) == 480
-    assert cost.tensor_bytes(holder, exclude=cost._owned_storages(nn.Module())) == 480
+    assert cost.tensor_bytes(holder, exclude=memory._owned_storages(nn.Module())) == 480
     key = Key("X", {}, {"t": torch.zeros(4)}, {}, cache={"c": torch.zeros(2)})
     assert cost.tensor_bytes(key) == 24
     p = model[0].weight
-    assert cost.tensor_bytes([p, a], exclude=cost._owned_storages(model)) == 400
+    assert cost.tensor_bytes([p, a], exclude=memory._owned_storages(model)) == 400
 
 
 def test_training_footprint_counts_the_method_state_and_the_extra_batch(task):
@@ -395,7 +396,7 @@ def _fp():
 
 def test_injection_clause_passes_with_table23_and_fails_when_never_inserted():
     it = cost.IterationCost([1.0], [1.2])
-    ok = cost.injection_clause(RTW(), "ResNet8", {"lam": 0.01}, iteration=it, run=_run(12), footprint_unmarked=_fp(),
+    ok = verdicts.injection_clause(RTW(), "ResNet8", {"lam": 0.01}, iteration=it, run=_run(12), footprint_unmarked=_fp(),
                                footprint_marked=_fp(), inference_unmarked=0.1, inference_marked=0.1, device="cpu")
     assert ok.verdict == PASS and ok.table == "23" and ok.property == "cost"
     assert ok.clause == "NNW-TEC §7.3.6 Computational cost"
@@ -404,7 +405,7 @@ def test_injection_clause_passes_with_table23_and_fails_when_never_inserted():
     assert ok.measured["published_table23"]["batch_iterations_to_insert"] == 500
     assert "Table 23 published" in ok.message
     json.dumps(ok.as_dict())  # JSON-able: it lands in the certificate and in benchmark.extra_info
-    bad = cost.injection_clause(RTW(), "ResNet8", {"lam": 0.01}, iteration=it, run=_run(None),
+    bad = verdicts.injection_clause(RTW(), "ResNet8", {"lam": 0.01}, iteration=it, run=_run(None),
                                 footprint_unmarked=_fp(), footprint_marked=None, inference_unmarked=0.1,
                                 inference_marked=0.1, device="cpu")
     assert bad.verdict == FAIL and "not found within the budget of 248" in bad.message
@@ -413,46 +414,36 @@ def test_injection_clause_passes_with_table23_and_fails_when_never_inserted():
 def test_cost_clauses_fit_the_certificate_schema():
     times = {64: 0.001, 512: 0.002, 4096: 0.004}
     records = [
-        cost.complexity_clause("NCT", "ResNet8", times, slack=3.0, device="cpu"),
-        cost.insertion_time_clause("NCT", "ResNet8", 64, 78000, seconds=0.01, seconds_min=0.009, rounds=5,
+        verdicts.complexity_clause("NCT", "ResNet8", times, slack=3.0, device="cpu"),
+        verdicts.insertion_time_clause("NCT", "ResNet8", 64, 78000, seconds=0.01, seconds_min=0.009, rounds=5,
                                    present=True, device="cpu"),
-        cost.detection_clause(TBW(), "ResNet8", {"rho": 10}, seconds=0.3, seconds_min=0.2, rounds=5,
+        verdicts.detection_clause(TBW(), "ResNet8", {"rho": 10}, seconds=0.3, seconds_min=0.2, rounds=5,
                               cost=cost.DetectionCost(0.3, 0.2, 1, cost.PeakMemory(0, "VmHWM"),
                                                       Detection(True, 0.9, 0.4), None),
                               marked=True, device="cpu"),
     ]
     assert [r.verdict for r in records] == [PASS] * 3
-    assert cost.insertion_time_clause("NCT", "R", 64, 100, seconds=1, seconds_min=1, rounds=1, present=False,
+    assert verdicts.insertion_time_clause("NCT", "R", 64, 100, seconds=1, seconds_min=1, rounds=1, present=False,
                                       device="cpu").verdict == FAIL
-    quadratic = cost.complexity_clause("NCT", "ResNet8", {n: 1e-9 * n * n for n in (64, 16144)}, slack=3.0,
+    quadratic = verdicts.complexity_clause("NCT", "ResNet8", {n: 1e-9 * n * n for n in (64, 16144)}, slack=3.0,
                                        device="cpu")
     assert quadratic.verdict == FAIL and "faster than n log n" in quadratic.message
     clauses = [{**r.as_dict(), "nodeid": f"conformance/test_cost.py::t[{i}]"} for i, r in enumerate(records)]
     cert = build_certificate(load_profile(str(TINY)), [NCT(), TBW()], "cpu", clauses)
     validate(cert)
-    assert cost.cost_clause("Other") == "NNW-NNT Computational cost"
+    assert verdicts.cost_clause("Other") == "NNW-NNT Computational cost"
 
 
 # --------------------------------------------------------------------------- the conformance module
-def _conformance_module():
-    name = "nnw_conformance_test_cost"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "conformance" / "test_cost.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 def test_unmeasured_cost_tests_fail_with_instructions():
-    mod = _conformance_module()
+    mod = cost_cases_module
     with pytest.raises(pytest.fail.Exception, match="run them in a serial pass: pytest conformance -m cost"):
-        mod._require_measuring(SimpleNamespace(disabled=True))
-    mod._require_measuring(SimpleNamespace(disabled=False))
+        mod.require_measuring(SimpleNamespace(disabled=True))
+    mod.require_measuring(SimpleNamespace(disabled=False))
 
 
 def test_cost_cases_follow_the_methods_and_the_profile():
-    mod = _conformance_module()
+    mod = cost_cases_module
     config = SimpleNamespace(getoption=lambda name: {"--nnw-profile": str(TINY), "--nnw-method": None}[name])
     cases = mod.cost_cases(config)
     assert [c.id for c in cases["injection_case"]] == ["NCT-ResNet8", "RTW-ResNet8", "TBW-ResNet8"]
