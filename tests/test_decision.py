@@ -143,6 +143,30 @@ def test_non_inferiority_on_the_classification_error_counts_more_errors_as_a_los
     assert d.verdict == "pass" and d.statistic["mean_relative_loss"] < 0
 
 
+def _error_pairs(rng, mu, sd, m, d, impact=0.0, n_test=5000):
+    """M seeds × D marked versions of classifiers whose error varies seed to seed by ``sd`` (the
+    reference models' spread) and is read on ``n_test`` test images."""
+    pairs = []
+    for s in range(m):
+        e_u = rng.binomial(n_test, max(1e-3, rng.normal(mu, sd))) / n_test
+        for _ in range(d):
+            e_w = rng.binomial(n_test, max(1e-3, rng.normal(mu * (1 + impact), sd * (1 + impact)))) / n_test
+            pairs.append(D.Pair(s, e_u, e_w, D.binomial_se(e_u, n_test), D.binomial_se(e_w, n_test)))
+    return pairs
+
+
+@pytest.mark.parametrize("model,mu,sd,pass_at_zero", [("ResNet8", 0.064, 0.0045, 0.97), ("VGG16", 0.036, 0.0076, 0.8)])
+def test_non_inferiority_power_on_the_embedded_classifiers(model, mu, sd, pass_at_zero):
+    # the README's figures: M = D = 3, margin 1.0 on the error (the profile's), 5,000 test patches
+    margin = load_profile("embedded").decisions["noninferiority_margin"]["error"]
+    rng = np.random.default_rng(1)
+    run = lambda impact: [D.non_inferiority(_error_pairs(rng, mu, sd, 3, 3, impact), margin=margin, confidence=0.95,
+                                            what="error", lower_is_better=True).verdict for _ in range(400)]
+    none, triple = run(0.0), run(2.0)
+    assert none.count("pass") / 400 >= pass_at_zero and "fail" not in none
+    assert "pass" not in triple
+
+
 def test_usefulness_and_impact_are_read_on_the_classification_error():
     from nnw.checks.robustness import degradation
     from nnw.metrics import impact
