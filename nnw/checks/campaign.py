@@ -15,6 +15,11 @@ model (checked unchanged after every call), in an order shuffled with a seed, th
 call site, in a thread of its own (its stack shows the runner, not the clause). After each
 call it checks the model's digest (a method that changes what it is given fails with a clear
 message) and that the Detection holds a finite score and a boolean verdict.
+
+The same runner serves every other read of a model by the method (``operation``): fingerprint
+extraction (``extract``), the Traceability Data of integrity verification (``traceability_data``)
+and fingerprint matching (``match``: the query fingerprint and a database whose entries the method
+sees under opaque names, in a shuffled order, each copied and checked unchanged after the call).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +43,14 @@ class MethodMisbehaved(Exception):
 def model_digest(model: torch.nn.Module) -> str:
     """sha256 of a model's state (names, dtypes, bytes); other objects by their canonical JSON."""
     h = hashlib.sha256()
+    if torch.is_tensor(model):
+        _hash_tensor(h, model, shape=True)
+        return h.hexdigest()
+    if isinstance(model, Mapping) and any(torch.is_tensor(v) for v in model.values()):
+        for name in sorted(model, key=str):
+            h.update(repr(name).encode())
+            h.update(model_digest(model[name]).encode())
+        return h.hexdigest()
     if not hasattr(model, "state_dict"):
         import json
 
@@ -45,13 +58,19 @@ def model_digest(model: torch.nn.Module) -> str:
         return h.hexdigest()
     for name, t in model.state_dict().items():
         h.update(name.encode())
-        t = t.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        h.update(str(t.dtype).encode())
-        h.update(np.ascontiguousarray(t.contiguous().view(torch.uint8).numpy() if t.dtype == torch.bfloat16
-                                      else t.contiguous().numpy()).tobytes())
+        _hash_tensor(h, t)
     return h.hexdigest()
+
+
+def _hash_tensor(h, t: torch.Tensor, shape: bool = False) -> None:
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    h.update(str(t.dtype).encode())
+    if shape:  # a bare tensor (a fingerprint): its shape counts too
+        h.update(repr(tuple(t.shape)).encode())
+    h.update(np.ascontiguousarray(t.contiguous().view(torch.uint8).numpy() if t.dtype == torch.bfloat16
+                                  else t.contiguous().numpy()).tobytes())
 
 
 @dataclass
@@ -176,13 +195,14 @@ def null_key_seed(model_seed: int, j: int) -> int:
     return 10_000_000 + 100_000 * model_seed + j
 
 
-def null_keys(method, donor: torch.nn.Module, *, model_seed: int, count: int, config) -> list[Key]:
+def null_keys(method, donor: torch.nn.Module, *, model_seed: int, count: int, config, start: int = 0) -> list[Key]:
     """``count`` Keys of other Actors, each drawn on ``donor`` (another model of the population) and,
-    when the method inserts after training, inserted there (so a Key holds what its detector needs)."""
+    when the method inserts after training, inserted there (so a Key holds what its detector needs).
+    ``start`` shifts the seeds (a profile's ``null_key_start``: a disjoint set of null Keys)."""
     can_embed = getattr(type(method), "embed", _base_embed()) is not _base_embed()
     keys = []
     for j in range(count):
-        key = method.keygen(donor, seed=null_key_seed(model_seed, j), config=dict(config))
+        key = method.keygen(donor, seed=null_key_seed(model_seed, start + j), config=dict(config))
         if can_embed:
             method.embed(donor, key)  # fills the Key's insertion-time data; the marked copy is dropped
         keys.append(key)

@@ -43,7 +43,7 @@ def _null_keys(zoo, method, task_name: str, config: Mapping[str, Any], s: int):
         zoo.progress(f"drawing {zoo.profile.decisions['null_keys']} null Keys of {method.name} for "
                      f"{task_name} seed {s}")
         memo[k] = null_keys(method, donor, model_seed=s, count=int(zoo.profile.decisions["null_keys"]),
-                            config=config)
+                            config=config, start=int(zoo.profile.data.get("null_key_start", 0)))
     return memo[k]
 
 
@@ -80,6 +80,8 @@ def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modificatio
             "key_seeds": p.key_seeds if key_seeds is None else list(key_seeds), "null": null,
             "null_keys": int(p.decisions["null_keys"]) if null else 0, "numerics": zoo.numerics,
             "name": f"campaign {task_name} {method.name} {mod_id or 'unmodified'}"}
+    if null and p.data.get("null_key_start"):  # another set of null Keys (seed-set stability runs)
+        spec["null_key_start"] = int(p.data["null_key_start"])
     _, record = zoo.cache.get_or_build(spec, lambda: ({}, _run_campaign(zoo, method, task_name, config,
                                                                           modification, key_seeds, null, mk)))
     memo[mk] = record

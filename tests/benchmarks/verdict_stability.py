@@ -6,6 +6,11 @@
 
 Both certificates go through nnw.checks.run.check_method (the model cache is shared with pytest
 runs). Exit status 0 when every verdict agrees, 1 otherwise.
+
+Or compare two certificates written by pytest runs (both cores; a profile file that changes only
+``model_seeds`` or ``key_seeds`` is a size change, not a policy change):
+
+    python tests/benchmarks/verdict_stability.py --compare A.json B.json
 """
 from __future__ import annotations
 
@@ -26,12 +31,17 @@ def main(argv=None) -> int:
     from nnw.profile import load_profile
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("method")
+    ap.add_argument("method", nargs="?")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two certificates instead")
     ap.add_argument("--profile", default="embedded")
     ap.add_argument("--split", choices=("model", "key"), default="model")
     ap.add_argument("--task", action="append", help="restrict to these tasks (repeatable)")
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(*[json.loads(open(p, encoding="utf-8").read()) for p in args.compare], labels=args.compare)
+    if not args.method:
+        ap.error("a method, or --compare A B")
     base = load_profile(args.profile)
     m, d = len(base.model_seeds), len(base.key_seeds)
     if args.split == "model":
@@ -47,6 +57,20 @@ def main(argv=None) -> int:
     for n in flips:
         print(f"  {verdicts[0][n]:>14} | {verdicts[1].get(n, '-'):<14} {n}")
     print(f"{len(flips)} verdict(s) differ; grades: {certs[0]['summary']['grade']} / {certs[1]['summary']['grade']}")
+    return 0 if not flips else 1
+
+
+def compare(a: dict, b: dict, labels=("A", "B")) -> int:
+    """Print every clause whose verdict differs between certificates ``a`` and ``b``."""
+    va = {c["nodeid"]: c["verdict"] for c in a["clauses"]}
+    vb = {c["nodeid"]: c["verdict"] for c in b["clauses"]}
+    common = sorted(set(va) & set(vb))
+    flips = [n for n in common if va[n] != vb[n]]
+    print(f"{len(common)} common clauses ({labels[0]}: seeds {a['seeds']}; {labels[1]}: seeds {b['seeds']})")
+    for n in flips:
+        print(f"  {va[n]:>14} | {vb[n]:<14} {n}")
+    pf = sum({va[n], vb[n]} == {"pass", "fail"} for n in flips)
+    print(f"{len(flips)} verdict(s) differ ({pf} pass <-> fail); grades: {a['summary']['grade']} / {b['summary']['grade']}")
     return 0 if not flips else 1
 
 
