@@ -75,10 +75,18 @@ def _hash_tensor(h, t: torch.Tensor, shape: bool = False) -> None:
 
 @dataclass
 class Read:
-    """One detection to run: ``model`` read with ``key``; ``info`` is the suite's bookkeeping (never shown)."""
-    model: torch.nn.Module
-    key: Key
+    """One read to run: ``model`` read with ``key``; ``info`` is the suite's bookkeeping (never shown).
+
+    For ``operation="match"``, ``model`` is the query fingerprint and ``key`` the database
+    (``{the suite's name: reference fingerprint}``; the method sees opaque names)."""
+    model: Any
+    key: Any
     info: dict[str, Any] = field(default_factory=dict)
+
+
+#: What the runner can ask of a method: detection (and decoding), fingerprint extraction, the
+#: Traceability Data of integrity verification, fingerprint matching against a database.
+OPERATIONS = ("detect", "extract", "traceability_data", "match")
 
 
 def _as_bool(present: Any) -> bool | None:
@@ -89,30 +97,45 @@ def _as_bool(present: Any) -> bool | None:
     return None
 
 
-def run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed: int,
-              decode: bool = False) -> list[dict[str, Any]]:
-    """Run every read through ``method.detect`` (see :func:`_run_blind`) in a thread of its own, so
-    that the method's call stack holds the runner and nothing of the clause that asked for it."""
+def run_blind(method, reads: Sequence[Read], *, prepare: Callable | None = None, seed: int,
+              decode: bool = False, operation: str = "detect", key_errors: bool = False) -> list[dict[str, Any]]:
+    """Run every read through the method's ``operation`` (see :func:`_run_blind`) in a thread of its
+    own, so that the method's call stack holds the runner and nothing of the clause that asked for it."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if operation not in OPERATIONS:
+        raise ValueError(f"unknown blind operation {operation!r}; one of {OPERATIONS}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnw-detection") as pool:
-        return pool.submit(_run_blind, method, reads, prepare=prepare, seed=seed, decode=decode).result()
+        return pool.submit(_run_blind, method, reads, prepare=prepare, seed=seed, decode=decode,
+                           operation=operation, key_errors=key_errors).result()
 
 
 def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed: int,
-               decode: bool = False) -> list[dict[str, Any]]:
-    """Run every read through ``method.detect`` (and ``decode`` for decoding methods), blind.
+               decode: bool = False, operation: str = "detect", key_errors: bool = False) -> list[dict[str, Any]]:
+    """Run every read through ``method.<operation>``, blind: copies, in an order shuffled with
+    ``seed``, each checked by digest after the call.
 
-    Returns one row per read, in the order of ``reads``: its ``info`` plus ``detected``, ``score``,
-    ``threshold``, ``p_value`` (and ``ber``/``actor``/``payload_valid``/``ser`` when decoding).
-    Raises :class:`MethodMisbehaved` when the method changes a model or returns an invalid Detection.
+    Returns one row per read, in the order of ``reads``: its ``info`` plus, by operation,
+
+    - ``detect``: ``detected``, ``score``, ``threshold``, ``p_value`` (and ``ber``/``actor``/
+      ``payload_valid``/``ser`` when decoding);
+    - ``extract``: ``fingerprint``; ``traceability_data``: ``data`` (CPU tensors, detached copies);
+    - ``match``: ``matched`` (the suite's name of the entry, or None) and ``score``.
+
+    With ``key_errors``, a :class:`~nnw.methods.base.KeyMismatchError` (a Key that no longer fits
+    the model, e.g. after an attack changed its shapes) is recorded in the row (``key_fits``)
+    instead of raised. Raises :class:`MethodMisbehaved` when the method changes what it is given or
+    returns something invalid (a non-boolean verdict, a non-finite score, a name not in the database).
     """
+    from nnw.methods.base import KeyMismatchError
+
+    rng = random.Random(seed)
     order = list(range(len(reads)))
-    random.Random(seed).shuffle(order)
+    rng.shuffle(order)
     digests: dict[int, str] = {}
     copies: dict[int, Any] = {}
     rows: list[dict[str, Any] | None] = [None] * len(reads)
-    for position, i in enumerate(order):
+    for i in order:
         read = reads[i]
         ref = id(read.model)
         if ref not in digests:
@@ -120,34 +143,102 @@ def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed:
         work = copies.get(ref)
         if work is None:  # the method reads a copy; it is checked after every call, so it stays pristine
             work = copies[ref] = copy.deepcopy(read.model)
-        key = read.key.copy() if hasattr(read.key, "copy") else copy.deepcopy(read.key)
-        det = _detection(method, work, key, prepare)
-        present = _as_bool(getattr(det, "present", None))
-        if present is None:
-            raise MethodMisbehaved(f"{method.name}.detect returned present={getattr(det, 'present', None)!r}: "
-                                   "a Detection's verdict must be a bool")
         try:
-            score = float(det.score)
-        except (TypeError, ValueError):
-            score = math.nan
-        if not math.isfinite(score):
-            raise MethodMisbehaved(f"{method.name}.detect returned a non-finite score ({det.score!r})")
-        row = {**read.info, "detected": present, "score": score,
-               "threshold": None if det.threshold is None else float(det.threshold),
-               "p_value": None if det.p_value is None else float(det.p_value)}
-        pearson = (getattr(det, "details", None) or {}).get("pearson")
-        if isinstance(pearson, (int, float)) and math.isfinite(pearson):  # NCT: recorded beside Spearman
-            row["pearson"] = float(pearson)
-        if decode:
-            dec = method.decode(work, key)
-            row.update(ber=None if dec.ber is None else float(dec.ber), actor=dec.actor_id, payload_valid=dec.valid)
-            if "ser" in dec.details:
-                row["ser"] = float(dec.details["ser"])
+            if operation == "match":
+                row = _match(method, work, read.key, rng)
+            else:
+                key = read.key.copy() if hasattr(read.key, "copy") else copy.deepcopy(read.key)
+                row = _CALLS[operation](method, work, key, prepare, decode)
+            if key_errors:
+                row = {"key_fits": True, **row}
+        except KeyMismatchError as exc:
+            if not key_errors:
+                raise
+            row = {"key_fits": False, "detected": False, "score": None, "threshold": None, "p_value": None,
+                   "note": f"key does not fit the attacked model: {exc}"}
         if model_digest(work) != digests[ref]:
-            raise MethodMisbehaved(f"{method.name} changed the model it was given to detect in: a detector must "
-                                   "read the model, never modify it")
-        rows[i] = row
+            raise MethodMisbehaved(f"{method.name} changed the model it was given to {_VERB[operation]}: "
+                                   f"{_WHO[operation]} must read the model, never modify it")
+        rows[i] = {**read.info, **row}
     return rows  # type: ignore[return-value]
+
+
+_VERB = {"detect": "detect in", "extract": "extract a fingerprint from",
+         "traceability_data": "read Traceability Data from", "match": "match (its query fingerprint)"}
+_WHO = {"detect": "a detector", "extract": "fingerprint extraction",
+        "traceability_data": "integrity verification", "match": "a matcher"}
+
+
+def _detect(method, work, key, prepare, decode) -> dict[str, Any]:
+    det = _detection(method, work, key, prepare)
+    present = _as_bool(getattr(det, "present", None))
+    if present is None:
+        raise MethodMisbehaved(f"{method.name}.detect returned present={getattr(det, 'present', None)!r}: "
+                               "a Detection's verdict must be a bool")
+    score = _finite(det.score, f"{method.name}.detect")
+    row = {"detected": present, "score": score,
+           "threshold": None if det.threshold is None else float(det.threshold),
+           "p_value": None if det.p_value is None else float(det.p_value)}
+    pearson = (getattr(det, "details", None) or {}).get("pearson")
+    if isinstance(pearson, (int, float)) and math.isfinite(pearson):  # NCT: recorded beside Spearman
+        row["pearson"] = float(pearson)
+    if decode:
+        dec = method.decode(work, key)
+        row.update(ber=None if dec.ber is None else float(dec.ber), actor=dec.actor_id, payload_valid=dec.valid)
+        if "ser" in dec.details:
+            row["ser"] = float(dec.details["ser"])
+    return row
+
+
+def _finite(score: Any, who: str) -> float:
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise MethodMisbehaved(f"{who} returned a non-finite score ({score!r})")
+    return value
+
+
+def _tensor(out: Any, who: str) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(out)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise MethodMisbehaved(f"{who} returned {type(out).__name__}, not a tensor ({exc})") from None
+    return t.detach().cpu().clone()
+
+
+def _extract(method, work, key, prepare, decode) -> dict[str, Any]:
+    return {"fingerprint": _tensor(method.extract(work, key), f"{method.name}.extract")}
+
+
+def _traceability(method, work, key, prepare, decode) -> dict[str, Any]:
+    return {"data": _tensor(method.traceability_data(work, key, prepare=prepare),
+                            f"{method.name}.traceability_data")}
+
+
+_CALLS = {"detect": _detect, "extract": _extract, "traceability_data": _traceability}
+
+
+def _match(method, query, database: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+    """``method.match(query, db)`` where db holds copies of the entries under opaque names, in a
+    shuffled order; the entries are checked unchanged after the call (the query by the runner)."""
+    names = list(database)
+    rng.shuffle(names)
+    opaque = {f"fp-{rng.getrandbits(64):016x}": name for name in names}
+    entries = {o: copy.deepcopy(database[name]) for o, name in opaque.items()}
+    digests = {o: model_digest(v) for o, v in entries.items()}
+    out = method.match(query, entries)
+    try:
+        found, score = out
+    except (TypeError, ValueError):
+        raise MethodMisbehaved(f"{method.name}.match returned {out!r}: a match is (name or None, score)") from None
+    if any(model_digest(v) != digests[o] for o, v in entries.items()):
+        raise MethodMisbehaved(f"{method.name} changed the fingerprint database it was given to match against: "
+                               "a matcher must read the database, never modify it")
+    if found is not None and (not isinstance(found, str) or found not in opaque):
+        raise MethodMisbehaved(f"{method.name}.match returned {found!r}, which is not an entry of the database")
+    return {"matched": None if found is None else opaque[found], "score": _finite(score, f"{method.name}.match")}
 
 
 def _detection(method, model, key, prepare):
