@@ -15,258 +15,26 @@ stored in the certificate (with the plugin's ``method``/``task``/``config``/``mo
   there is nothing to plot).
 
 matplotlib is imported lazily and only its object-oriented API is used (``Figure`` +
-``FigureCanvasAgg``): no pyplot, no global backend switch, safe inside a pytest run. The helpers
-that extract the data (:func:`detection_figure`, :func:`robustness_series`,
-:func:`published_curve`, :func:`parse_modification_name`) are plain Python and are shared with
-:mod:`nnw.report`.
+``FigureCanvasAgg``): no pyplot, no global backend switch, safe inside a pytest run. The data
+of every figure comes from :mod:`nnw.plotdata` (plain Python, shared with :mod:`nnw.report`; its
+names are importable from here too).
 """
 from __future__ import annotations
 
 import io
 import math
-import re
-from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-SPEC_VERSION = "NNW-TEC-V1.0"
-_MOD_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*\((.*)\)\s*$")
-_ROBUSTNESS_TITLE = re.compile(r"^Robustness of (?P<method>.+?) against (?P<mod>.+) on (?P<task>\S+)$")
-_CONTEXT_KEYS = ("method", "task", "config", "modification", "property")
+from nnw.plotdata import (CONTEXT_KEYS, SPEC_VERSION, DetectionFigure, PublishedCurve, RobustnessSeries, _f,
+                          as_clause, detection_figure, group_robustness, infer_property, parse_modification_name,
+                          published_curve, robustness_series)
+from nnw.spec.published import clause_rows
 
-
-# -- data helpers (no matplotlib) ----------------------------------------------------------------
-def as_clause(result: Any, **context: Any) -> dict[str, Any]:
-    """A clause record as a dict: a ``ClauseResult`` (``as_dict``) or a mapping, with ``context``
-    (method, task, config, modification, property) filled in where given (not None)."""
-    if hasattr(result, "as_dict"):
-        data = dict(result.as_dict())
-    elif isinstance(result, Mapping):
-        data = dict(result)
-    else:
-        raise TypeError(f"expected a ClauseResult or a clause dict, got {type(result).__name__}")
-    for k, v in context.items():
-        if v is not None:
-            data[k] = v
-    data.setdefault("rows", [])
-    m = _ROBUSTNESS_TITLE.match(str(data.get("title", "")))
-    if m:  # a bare ClauseResult of check_robustness: its title names method, Modification and task
-        for key, group in (("method", "method"), ("modification", "mod"), ("task", "task")):
-            if not data.get(key):
-                data[key] = m[group]
-    return data
-
-
-def parse_modification_name(name: str | None) -> tuple[str | None, str | None, Any]:
-    """``"pruning(P=50)"`` -> ``("pruning", "P", 50)``: family, its first Parameter (the strength,
-    the spec tables' first column) and the value (int, else float, else str)."""
-    if not name:
-        return None, None, None
-    m = _MOD_RE.match(name)
-    if not m:
-        return name, None, None
-    family, args = m.group(1), m.group(2)
-    for item in args.split(","):
-        key, eq, value = item.partition("=")
-        if eq and key.strip() != "layers":
-            return family, key.strip(), _number(value.strip())
-    return family, None, None
-
-
-def _number(text: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
-def infer_property(clause: Mapping[str, Any]) -> str | None:
-    """The clause's property: its ``property`` key, else guessed from its rows' keys."""
-    if clause.get("property"):
-        return str(clause["property"])
-    rows = clause.get("rows") or []
-    keys = set().union(*(r.keys() for r in rows)) if rows else set()
-    if "first_mark_score" in keys:
-        return "overwriting"
-    if "other_score" in keys:
-        return "fingerprint_unicity"
-    if "matched" in keys:
-        return "fingerprint_robustness"
-    if "intact" in keys:
-        return "integrity"
-    if any(k.startswith("impact_") for k in keys):
-        return "imperceptibility"
-    if "error_percent" in keys and "key_seed" in keys:
-        return "robustness"
-    if "model" in keys and "score" in keys:
-        return "false_alarms"
-    return None
-
-
-@dataclass(frozen=True)
-class DetectionFigure:
-    """How a method's detection figure is read from a row, and which published column matches it."""
-
-    label: str                                      # axis / column label
-    value: Callable[[Mapping[str, Any]], float | None]
-    threshold: Callable[[Mapping[str, Any]], float | None]
-    published_column: str | None                    # column of NNW-TEC Tables 4-21
-    threshold_label: str = "decision threshold"
-    higher_is_better: bool = True
-
-
-def _f(x: Any) -> float | None:
-    try:
-        return None if x is None else float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def _ber(row: Mapping[str, Any]) -> float | None:
-    if row.get("ber") is not None:
-        return _f(row["ber"])
-    s = _f(row.get("score"))
-    return None if s is None else 1.0 - s  # RTW's detector: score = 1 - BER
-
-
-def _pct(key: str) -> Callable[[Mapping[str, Any]], float | None]:
-    return lambda row: None if _f(row.get(key)) is None else 100.0 * float(row[key])
-
-
-_FIGURES = {
-    "NCT": DetectionFigure("Spearman rho", lambda r: _f(r.get("score")), lambda r: _f(r.get("threshold")),
-                           "corr", "critical value (one-sided 5%)"),
-    "RTW": DetectionFigure("BER", _ber, lambda r: 0.0, "ber", "BER = 0 required", higher_is_better=False),
-    "TBW": DetectionFigure("trigger-set share (%)", _pct("score"), _pct("threshold"), "share_percent",
-                           "share > threshold"),
-}
-_DEFAULT_FIGURE = DetectionFigure("detection score", lambda r: _f(r.get("score")), lambda r: _f(r.get("threshold")),
-                                  None, "the method's threshold")
-
-
-def detection_figure(method: str | None) -> DetectionFigure:
-    """The detection figure of NNW-TEC's tables for ``method`` (NCT rho, RTW BER, TBW share %);
-    the method's own ``score``/``threshold`` for any other method."""
-    return _FIGURES.get(str(method), _DEFAULT_FIGURE)
-
-
-@dataclass
-class PublishedCurve:
-    table: str
-    label: str
-    x: list[float] = field(default_factory=list)
-    detection: list[float | None] = field(default_factory=list)
-    error: list[float | None] = field(default_factory=list)
-
-
-def published_curve(table: str | None, method: str | None, task: str | None, config: Mapping[str, Any] | None,
-                    param: str | None, *, version: str = SPEC_VERSION) -> PublishedCurve | None:
-    """The published rows of robustness table ``table`` for this method/task/configuration, sorted
-    by the Modification parameter; ``None`` when the spec has no such rows."""
-    if not table or not param or not str(table).isdigit():
-        return None
-    try:
-        from nnw.spec import load_spec_tables, published_rows, table_columns
-
-        columns = table_columns(table, version)
-        meta = load_spec_tables(version)["tables"][str(table)]
-    except (ImportError, KeyError, ValueError):
-        return None
-    fig = detection_figure(method)
-    if param not in columns or "error" not in columns or fig.published_column not in columns:
-        return None
-    filters: dict[str, Any] = {}
-    if "model" in columns and task:
-        filters["model"] = task
-    config = dict(config or {})
-    for k in ("alpha", "lam", "rho"):
-        if k in columns and k in config:
-            filters[k] = config[k]
-    try:
-        rows = published_rows(table, version, **filters)
-    except (KeyError, ValueError):
-        return None
-    rows = [r for r in rows if isinstance(r.get(param), (int, float))]
-    if not rows:
-        return None
-    rows.sort(key=lambda r: r[param])
-    fixed = dict(meta.get("config") or {})
-    fixed.update({k: v for k, v in filters.items() if k != "model"})
-    where = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fixed.items())
-    label = f"NNW-TEC Table {table} (published{', ' + where if where else ''})"
-    return PublishedCurve(str(table), label, [float(r[param]) for r in rows],
-                          [_f(r.get(fig.published_column)) for r in rows], [_f(r.get("error")) for r in rows])
-
-
-@dataclass
-class RobustnessSeries:
-    """The data of one robustness figure (one method/task/configuration/Modification family)."""
-
-    method: str | None
-    task: str | None
-    config: dict[str, Any]
-    family: str | None
-    param: str | None
-    figure: DetectionFigure
-    # key -> sorted [(x, detection value, error %, detected, useful)]
-    keys: dict[Any, list[tuple[float, float | None, float | None, bool | None, bool | None]]]
-    thresholds: list[float]
-    tolerance_percent: float | None
-    published: PublishedCurve | None
-    tables: list[str]
-
-
-def robustness_series(clauses: Iterable[Any], *, version: str = SPEC_VERSION) -> RobustnessSeries:
-    """Collect the points of :func:`robustness_plot` from robustness clauses (one curve)."""
-    items = [as_clause(c) for c in clauses]
-    if not items:
-        raise ValueError("robustness_series: no clause given")
-    first = items[0]
-    method, task, config = first.get("method"), first.get("task"), dict(first.get("config") or {})
-    fig = detection_figure(method)
-    keys: dict[Any, list] = defaultdict(list)
-    thresholds, tables, family, param, tol = [], [], None, None, None
-    for c in items:
-        fam, p, x = parse_modification_name(c.get("modification"))
-        family, param = family or fam, param or p
-        if not isinstance(x, (int, float)):
-            x = 0.0
-        if c.get("table") and str(c["table"]) not in tables:
-            tables.append(str(c["table"]))
-        tol = tol if tol is not None else _f((c.get("threshold") or {}).get("useful_error_tolerance_percent"))
-        for i, row in enumerate(c.get("rows") or []):
-            key = (row.get("model_seed", 0), row["key_seed"]) if "key_seed" in row else row.get("model", i)
-            keys[key].append((float(x), fig.value(row), _f(row.get("error_percent")),
-                              row.get("detected"), row.get("useful")))
-            t = fig.threshold(row)
-            if t is not None:
-                thresholds.append(t)
-    for pts in keys.values():
-        pts.sort(key=lambda p: p[0])
-    published = published_curve(tables[0] if tables else None, method, task, config, param, version=version)
-    return RobustnessSeries(method, task, config, family, param, fig, dict(keys), thresholds, tol, published, tables)
-
-
-def group_robustness(clauses: Iterable[Mapping[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """Robustness clauses grouped into curves: (method, task, configuration, family) -> clauses,
-    each group sorted by the Modification parameter."""
-    groups: dict[tuple, list] = defaultdict(list)
-    for c in clauses:
-        c = as_clause(c)
-        if infer_property(c) != "robustness":
-            continue
-        family, _, _ = parse_modification_name(c.get("modification"))
-        cfg = tuple(sorted((str(k), repr(v)) for k, v in (c.get("config") or {}).items()))
-        groups[(c.get("method"), c.get("task"), cfg, family)].append(c)
-    for items in groups.values():
-        items.sort(key=lambda c: _sort_value(parse_modification_name(c.get("modification"))[2]))
-    return dict(groups)
-
-
-def _sort_value(x: Any) -> tuple:
-    return (0, float(x), "") if isinstance(x, (int, float)) else (1, 0.0, str(x))
+__all__ = ["robustness_plot", "overwriting_plot", "insertion_time_plot", "imperceptibility_plot", "false_alarm_plot",
+           "fingerprint_plot", "integrity_plot", "clause_plot",
+           # the data helpers, from nnw.plotdata
+           "DetectionFigure", "PublishedCurve", "RobustnessSeries", "as_clause", "detection_figure",
+           "group_robustness", "infer_property", "parse_modification_name", "published_curve", "robustness_series"]
 
 
 # -- drawing -------------------------------------------------------------------------------------
@@ -455,20 +223,11 @@ def imperceptibility_plot(result: Any) -> bytes:
 
 def _published_impact(c: Mapping[str, Any], version: str = SPEC_VERSION) -> tuple[str, float] | None:
     table = c.get("table")
-    if not table or not str(table).isdigit():
+    rows = clause_rows(table, task=c.get("task"), config=c.get("config"), version=version)
+    if not rows:
         return None
-    try:
-        from nnw.spec import published_rows, table_columns
-
-        cols = table_columns(table, version)
-        filters = {k: v for k, v in (c.get("config") or {}).items() if k in cols}
-        if "model" in cols and c.get("task"):
-            filters["model"] = c["task"]
-        rows = published_rows(table, version, **filters)
-    except (ImportError, KeyError, ValueError):
-        return None
-    col = next((c for c in ("impact_error", "impact_top1", "impact") if c in cols), None)
-    if not rows or col is None or _f(rows[0].get(col)) is None:
+    col = next((k for k in ("impact_error", "impact_top1", "impact") if k in rows[0]), None)
+    if col is None or _f(rows[0].get(col)) is None:
         return None
     return f"NNW-TEC Table {table} (published {col} = {float(rows[0][col]):g}%)", float(rows[0][col])
 
@@ -577,9 +336,9 @@ def clause_plot(result: Any, **context: Any) -> bytes | None:
     ``method``, ``task``, ``config``, ``modification``, ``property`` (the plugin's case), used
     where ``result`` lacks them; the clause type is ``property``, else inferred from the rows.
     """
-    unknown = set(context) - set(_CONTEXT_KEYS)
+    unknown = set(context) - set(CONTEXT_KEYS)
     if unknown:
-        raise TypeError(f"clause_plot: unknown context {sorted(unknown)}; expected {list(_CONTEXT_KEYS)}")
+        raise TypeError(f"clause_plot: unknown context {sorted(unknown)}; expected {list(CONTEXT_KEYS)}")
     c = as_clause(result, **context)
     if not c["rows"]:
         return None

@@ -26,8 +26,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from nnw.plots import (detection_figure, group_robustness, infer_property, parse_modification_name,
-                       published_curve)
+from nnw.plotdata import (detection_figure, group_robustness, infer_property, parse_modification_name,
+                          published_curve)
+from nnw.spec.published import clause_rows
 
 PROPERTY_ORDER = ("imperceptibility", "robustness", "false_alarms", "overwriting", "fingerprint_unicity",
                   "fingerprint_robustness", "integrity")
@@ -178,18 +179,7 @@ def _imperceptibility(items: list[dict[str, Any]]) -> list[str]:
 
 def _published_impact(c: Mapping[str, Any]) -> str:
     table = c.get("table")
-    if not table or not str(table).isdigit():
-        return "–"
-    try:
-        from nnw.spec import published_rows, table_columns
-
-        cols = table_columns(table)
-        filters = {k: v for k, v in (c.get("config") or {}).items() if k in cols}
-        if "model" in cols and c.get("task"):
-            filters["model"] = c["task"]
-        rows = published_rows(table, **filters)
-    except (KeyError, ValueError):
-        return "–"
+    rows = clause_rows(table, task=c.get("task"), config=c.get("config"))
     if not rows:
         return "–"
     r = rows[0]
@@ -370,7 +360,7 @@ def _generic(prop: str, items: list[dict[str, Any]]) -> list[str]:
 def render_markdown(cert: Mapping[str, Any], *, plots: Mapping[Any, str] | None = None) -> str:
     """The Markdown summary of ``cert`` (a certificate dict, assumed valid; see :func:`load_certificate`).
 
-    ``plots`` (optional) maps a robustness curve key (as in :func:`nnw.plots.group_robustness`)
+    ``plots`` (optional) maps a robustness curve key (as in :func:`nnw.plotdata.group_robustness`)
     or an overwriting clause's node id to an image path, linked under its table.
     """
     plots = dict(plots or {})

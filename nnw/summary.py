@@ -4,29 +4,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from nnw.plotdata import parse_modification_name
+from nnw.spec.published import clause_rows
+
 
 def _published(table: str | None, clause: dict[str, Any]) -> str:
     if not table or not clause.get("modification"):
         return ""
-    try:
-        from nnw.spec import published_rows
-    except ImportError:  # pragma: no cover
+    _, param, value = parse_modification_name(clause["modification"])
+    if param is None or not isinstance(value, (int, float)):
         return ""
-    mod = clause["modification"]
-    family, _, rest = mod.partition("(")
-    param = rest.rstrip(")").split(",")[0]
-    if "=" not in param:
-        return ""
-    name, value = param.split("=")
-    filters = {name: float(value)}
-    if clause["method"] == "NCT" and "alpha" in clause.get("config", {}):
-        filters["alpha"] = clause["config"]["alpha"]
-    if clause["method"] in ("RTW", "TBW"):
-        filters["model"] = clause["task"]
-    try:
-        rows = published_rows(table, **filters)
-    except (ValueError, KeyError):
-        return ""
+    rows = clause_rows(table, task=clause.get("task"), config=clause.get("config"), **{param: float(value)})
     if not rows:
         return ""
     r = rows[0]
