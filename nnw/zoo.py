@@ -89,9 +89,10 @@ class Zoo:
                 "numerics": self.numerics}
 
     def _alphas(self, task: Task) -> list[int]:
-        alphas = set()
-        for section in ("imperceptibility", "robustness"):
-            alphas.update(self.profile.method_grid("NCT", section).get("alpha", []))
+        alphas = set()  # the insertion epochs α of every method's grids (the spec's name, NNW-TEC §7.2.3)
+        for name in self.profile.data.get("methods", {}):
+            for section in ("imperceptibility", "robustness"):
+                alphas.update(self.profile.method_grid(name, section).get("alpha", []))
         return sorted(a for a in alphas if 0 < a < task.recipe.epochs)
 
     def _load_model(self, task: Task, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
@@ -142,7 +143,7 @@ class Zoo:
             got = self.cache.get(sspec)
         if got is None:
             raise RuntimeError(f"no training snapshot at epoch {epoch} for {task_name} seed {seed}: "
-                               f"the profile's NCT alpha grid must include {epoch}")
+                               f"the profile's alpha grid must include {epoch}")
         state, _ = got
         return _split(state, "model."), _split(state, "opt.")
 
