@@ -5,10 +5,14 @@ IEEE 3304 use case "verify the integrity of an NN").
 When a model is distributed, the Tracker reads its Traceability Data with the key
 (``method.traceability_data``: NCT's fingerprint θ_I, RTW's projections W_l X, TBW's trigger-set
 logits) and keeps them as the reference. Later, the model is judged *intact* iff the data read now
-equal the reference bit for bit. Fingerprinting methods verify fingerprinted (unmarked) models,
-one per model seed; watermarks verify their marked models, one per key (D keys). The clause:
-unmodified models are judged intact (no false alarm) and every Modification, down to the weakest
-value of its grid, is judged modified (no missed detection).
+equal the reference bit for bit. The population (NNW-NNT): fingerprinting methods verify the M
+fingerprinted (unmarked) models, each with D keys; watermarks the M × D marked models, each with its
+Key. The clause: unmodified models are judged intact (no false alarm) and every Modification, down
+to the weakest value of its grid, is judged modified (no missed detection). Every read goes through
+the blind runner (:func:`nnw.checks.campaign.run_blind`: copies, the reference reads shuffled among
+the others, each checked unchanged by digest). Each part is decided by
+:func:`nnw.checks.decision.excess_rate` against ``max_miss_rate`` (0: one wrong judgement fails),
+a pass needing power ≥ ``power_target`` against ``miss_rate_power_at``.
 """
 from __future__ import annotations
 
@@ -16,35 +20,62 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from nnw.checks.campaign import Read, fail_on_misbehaviour, population_key_seed, run_blind
 from nnw.checks.common import marked_identity, unmarked_identity
-from nnw.checks.result import FAIL, PASS, ClauseResult
-from nnw.metrics import false_alarm_rate, missed_detection_rate
+from nnw.checks.decision import excess_rate
+from nnw.checks.result import ClauseResult
 
 
-def _subjects(zoo, method, task_name: str, config: Mapping[str, Any], model_seeds, key_seeds, marked_seed):
-    """(label, model, key, identity of the model, modification seed) of each model to verify."""
+def _subjects(zoo, method, task_name: str, config: Mapping[str, Any], model_seeds, key_seeds):
+    """(label, model, key, identity of the model, modification seed) of each model to verify: the
+    population (M model seeds × D keys)."""
     if method.tags.fingerprints:
         for s in model_seeds:
             model, _ = zoo.unmarked(task_name, s)
-            key = method.keygen(model, seed=100 * s, config={**config, "mode": "fingerprint"})
-            yield f"model seed {s}", model, key, unmarked_identity(task_name, s), 1000 + s
+            for d in key_seeds:
+                key = method.keygen(model, seed=100 * s + d, config={**config, "mode": "fingerprint"})
+                yield f"model seed {s} key {d}", model, key, unmarked_identity(task_name, s), 1000 + s
     else:
-        for d in key_seeds:
-            m = zoo.marked(task_name, method, config, marked_seed, d)
-            identity = marked_identity(task_name, method, config, marked_seed, d)
-            yield f"key {d}", m.model, m.key, identity, d  # same Modified models as the robustness cases
+        for s in model_seeds:
+            for d in key_seeds:
+                seed = population_key_seed(s, d)
+                m = zoo.marked(task_name, method, config, s, seed)
+                identity = marked_identity(task_name, method, config, s, seed)
+                # same Modified models as the robustness campaign (nnw.checks.population)
+                yield (f"seed {s} key {d}" if len(model_seeds) > 1 else f"key {d}"), m.model, m.key, identity, seed
 
 
+@fail_on_misbehaviour
 def check_integrity(zoo, method, task_name: str, config: Mapping[str, Any], modification=None, *,
-                    model_seeds: Sequence[int], key_seeds: Sequence[int] = (0,), marked_seed: int = 0) -> ClauseResult:
+                    model_seeds: Sequence[int], key_seeds: Sequence[int] = (0,), marked_seed: int | None = None,
+                    clauses_in_family: int = 1) -> ClauseResult:
+    """Every Traceability Data read goes through the blind runner (copies, shuffled with the
+    references, digest-checked). Unmodified: a model judged modified is a false alarm; Modified: a
+    model judged intact is a missed detection. Both are decided by
+    :func:`nnw.checks.decision.excess_rate` against ``max_miss_rate`` (0: the comparison is bit-exact,
+    so a single wrong judgement fails), pass only with power ≥ ``power_target`` against
+    ``miss_rate_power_at``. ``marked_seed`` (a watermark's one model seed) is kept for callers that
+    verify one model seed only."""
+    import hashlib
+    import json
+
     task = zoo.task(task_name)
+    pol = zoo.profile.decisions
+    if marked_seed is not None and not method.tags.fingerprints:
+        model_seeds = [marked_seed]
+    reads, subjects = [], []
+    for label, model, key, identity, seed in _subjects(zoo, method, task_name, config, model_seeds, key_seeds):
+        now = model if modification is None else zoo.modified(task_name, model, modification, seed=seed,
+                                                              identity=identity, method=method, key=key)
+        reads += [Read(model, key, {"at": (label, "reference")}), Read(now, key, {"at": (label, "now")})]
+        subjects.append(label)
+    tag = json.dumps(["integrity", task_name, method.name, dict(config),
+                      None if modification is None else modification.cache_id], sort_keys=True, default=str)
+    out = {r["at"]: r["data"] for r in run_blind(method, reads, prepare=task.prepare, operation="traceability_data",
+                                                 seed=int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16))}
     rows = []
-    for label, model, key, identity, seed in _subjects(zoo, method, task_name, config, model_seeds, key_seeds,
-                                                       marked_seed):
-        reference = method.traceability_data(model, key, prepare=task.prepare).detach().cpu().clone()
-        if modification is not None:
-            model = zoo.modified(task_name, model, modification, seed=seed, identity=identity, method=method, key=key)
-        now = method.traceability_data(model, key, prepare=task.prepare).detach().cpu()
+    for label in subjects:
+        reference, now = out[(label, "reference")], out[(label, "now")]
         if now.shape != reference.shape:
             changed, max_change = int(reference.numel()), float("inf")
         else:
@@ -56,17 +87,26 @@ def check_integrity(zoo, method, task_name: str, config: Mapping[str, Any], modi
     subject = "fingerprinted" if method.tags.fingerprints else "marked"
     title = f"Integrity verification of {subject} {task_name} models with {method.name} ({what})"
     if modification is None:
-        rate = false_alarm_rate(sum(not r["intact"] for r in rows), len(rows))
-        measured = {"judged_modified": rate.k, "models": rate.n, "false_alarm_rate": rate.value,
-                    "false_alarm_ci": [rate.low, rate.high]}
-        ok, expect = rate.k == 0, "intact"
+        expect, wrong, event = "intact", [r for r in rows if not r["intact"]], "false alarm"
     else:
-        rate = missed_detection_rate(sum(r["intact"] for r in rows), len(rows))
-        measured = {"judged_intact": rate.k, "models": rate.n, "missed_detection_rate": rate.value,
-                    "missed_detection_ci": [rate.low, rate.high]}
-        ok, expect = rate.k == 0, "modified"
-    measured["changed_values"] = [r["changed_values"] for r in rows]
-    msg = (f"{len(rows) - rate.k}/{len(rows)} models judged {expect}" if ok else
-           f"{rate.k}/{len(rows)} models not judged {expect} (rate {rate.value:.2f}, CI [{rate.low:.3f}, {rate.high:.3f}])")
-    return ClauseResult("NNW-TEC §3 Algorithmic Integrity", title, PASS if ok else FAIL, msg, measured,
-                        {"judged": expect, "rule": "Traceability Data bit-identical to the reference"}, rows)
+        expect, wrong, event = "modified", [r for r in rows if r["intact"]], "missed detection"
+    decision = excess_rate(len(wrong), len(rows), nominal=float(pol["max_miss_rate"]),
+                           alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
+                           power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
+                           what=event, confidence=float(pol["confidence"]))
+    st = decision.statistic
+    ci = st.get("ci", [0.0, 1.0])
+    if modification is None:
+        measured = {"judged_modified": len(wrong), "models": len(rows), "false_alarm_rate": st.get("rate"),
+                    "false_alarm_ci": ci}
+    else:
+        measured = {"judged_intact": len(wrong), "models": len(rows), "missed_detection_rate": st.get("rate"),
+                    "missed_detection_ci": ci}
+    measured.update(changed_values=[r["changed_values"] for r in rows], power=decision.power.get("power"))
+    detail = ", ".join(r["model"] for r in wrong[:5])
+    msg = f"{len(rows) - len(wrong)}/{len(rows)} models judged {expect}; " + decision.message + (
+        f" — not judged {expect}: {detail}" if detail else "")
+    return ClauseResult("NNW-TEC §3 Algorithmic Integrity", title, decision.verdict, msg, measured,
+                        {"judged": expect, "rule": "Traceability Data bit-identical to the reference",
+                         "max_rate": pol["max_miss_rate"], "clauses_in_family": clauses_in_family}, rows,
+                        decision=decision.as_dict())

@@ -71,18 +71,20 @@ def check_case(zoo, methods: Mapping[str, Any], case) -> ClauseResult:
         from nnw.checks.fingerprinting import check_fingerprint_unicity
 
         return check_fingerprint_unicity(zoo, method, case.task, case.config_dict, model_seeds=p.model_seeds,
-                                         key_seeds=p.key_seeds, nominal=p.decisions["nominal_false_alarm_rate"])
+                                         key_seeds=p.key_seeds, nominal=p.decisions["nominal_false_alarm_rate"],
+                                         clauses_in_family=family_size(p, method, prop))
     if prop == "fingerprint_robustness":
         from nnw.checks.fingerprinting import check_fingerprint_robustness
 
         return check_fingerprint_robustness(zoo, method, case.task, case.config_dict, mod,
-                                            model_seeds=p.model_seeds,
-                                            tolerance=p.thresholds["useful_error_tolerance"])
+                                            model_seeds=p.model_seeds, key_seeds=p.key_seeds,
+                                            tolerance=p.thresholds["useful_error_tolerance"],
+                                            clauses_in_family=family_size(p, method, prop))
     if prop == "integrity":
         from nnw.checks.integrity import check_integrity
 
         return check_integrity(zoo, method, case.task, case.config_dict, mod, model_seeds=p.model_seeds,
-                               key_seeds=p.key_seeds)
+                               key_seeds=p.key_seeds, clauses_in_family=family_size(p, method, prop))
     raise ValueError(f"no check for the property {prop!r}")
 
 

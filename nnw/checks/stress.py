@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from nnw.checks.common import detection_row, marked_identity
+from nnw.checks.common import marked_identity
 from nnw.metrics import false_alarm_rate
 
 #: Claim names that stand for several attack families.
@@ -60,14 +60,20 @@ def claimed_families(method) -> dict[str, str]:
     return out
 
 
-def _detect(method, model: nn.Module, key, task) -> dict[str, Any]:
-    from nnw.methods.base import KeyMismatchError
+def _detect_all(method, reads: Sequence[tuple[Any, Any, dict]], task, *, seed: Any) -> list[dict[str, Any]]:
+    """Every detection of a stress measurement through the blind runner
+    (:func:`nnw.checks.campaign.run_blind`: copies, shuffled, digest-checked, in a thread of its own):
+    ``reads`` are ``(model, key, info)``; one row per read, in order, with ``key_fits`` (a Key that no
+    longer fits the attacked model counts as not detected)."""
+    import hashlib
+    import json
 
-    try:
-        return {"key_fits": True, **detection_row(method, model, key, task)}
-    except KeyMismatchError as exc:
-        return {"key_fits": False, "detected": False, "score": None, "threshold": None, "p_value": None,
-                "note": f"key does not fit the attacked model: {exc}"}
+    from nnw.checks.campaign import Read, run_blind
+
+    rows = run_blind(method, [Read(m, k, dict(info)) for m, k, info in reads], prepare=task.prepare,
+                     seed=int(hashlib.sha256(json.dumps(seed, default=str).encode()).hexdigest()[:8], 16),
+                     decode=method.tags.decodes, key_errors=True)
+    return rows
 
 
 def outcome(detected: bool, drop_points: float, max_drop_points: float, detected_before: bool = True) -> str:
@@ -125,8 +131,8 @@ def check_attack(zoo, method, task_name: str, config: Mapping[str, Any], attack,
     task = zoo.task(task_name)
     if task.kind != "classification":
         raise ValueError(f"the stress section measures accuracy: {task_name} is a {task.kind} task")
-    rows = []
     coverage = None
+    meta, reads = [], []
     for d in key_seeds:
         m = zoo.marked(task_name, method, config, marked_seed, d)
         identity = marked_identity(task_name, method, config, marked_seed, d)
@@ -135,10 +141,17 @@ def check_attack(zoo, method, task_name: str, config: Mapping[str, Any], attack,
         attacked = zoo.modified(task_name, m.model, attack, seed=d, identity=identity, method=method, key=m.key)
         perf = zoo.evaluate(task_name, attacked, {**identity, "modification": attack.cache_id, "seed": d})
         base = float(m.record["performance"]["top1"])
-        drop = 100.0 * (base - float(perf["top1"]))
-        before = bool(_detect(method, m.model, m.key, task)["detected"])
-        row = {"key_seed": d, "top1_marked": base, "top1_attacked": float(perf["top1"]),
-               "accuracy_drop_points": drop, "detected_before": before, **_detect(method, attacked, m.key, task)}
+        meta.append((d, base, float(perf["top1"])))
+        reads += [(m.model, m.key, {"at": (d, "before")}), (attacked, m.key, {"at": (d, "after")})]
+    # the marked and the attacked models are read blind, in one shuffled campaign
+    out = {r.pop("at"): r for r in _detect_all(method, reads, task, seed=("stress", task_name, method.name,
+                                                                          dict(config), attack.cache_id))}
+    rows = []
+    for d, base, top1 in meta:
+        drop = 100.0 * (base - top1)
+        before = bool(out[(d, "before")]["detected"])
+        row = {"key_seed": d, "top1_marked": base, "top1_attacked": top1,
+               "accuracy_drop_points": drop, "detected_before": before, **out[(d, "after")]}
         row["outcome"] = outcome(row["detected"], drop, max_drop_points, before)
         rows.append(row)
     claim = claimed_families(method).get(attack.family)
@@ -251,16 +264,17 @@ def check_false_claims(zoo, method, task_name: str, config: Mapping[str, Any], *
     independent = [(s, zoo.unmarked(task_name, s)[0]) for s in model_seeds]
     out = []
     for e in eps:
-        rows, strategy, trigger = [], None, False
+        reads, strategy, trigger = [], None, False
         for i in range(keys):
             key, own, strategy = craft_key(method, surrogates, task, seed=2_000_000 + 1000 * surrogate_seeds[0] + i,
                                            config=config, eps=e, steps=steps, momentum=momentum, diversity=diversity)
             trigger = "triggers" in key.tensors
-            rows.append({"crafted_key": i, "model": f"claimant's own (seed {surrogate_seeds[0]})",
-                         "independent": False, **_detect(method, own, key, task)})
+            reads.append((own, key, {"crafted_key": i, "model": f"claimant's own (seed {surrogate_seeds[0]})",
+                                     "independent": False}))
             for s, model in independent:
-                rows.append({"crafted_key": i, "model": f"unmarked seed {s}", "independent": True,
-                             **_detect(method, model, key, task)})
+                reads.append((model, key, {"crafted_key": i, "model": f"unmarked seed {s}", "independent": True}))
+        # the claimant's own model and the independent ones are read blind, in one shuffled campaign
+        rows = _detect_all(method, reads, task, seed=("false claims", task_name, method.name, dict(config), e))
         ind = [r for r in rows if r["independent"]]
         own = [r for r in rows if not r["independent"]]
         rate = false_alarm_rate(sum(r["detected"] for r in ind), len(ind), confidence=confidence)
