@@ -312,3 +312,39 @@ def test_integrity_rule_on_the_population():
     assert res.verdict == "fail" and res.measured["judged_intact"] == 9
     one = check_integrity(FpZoo(EMBEDDED), fp, "ResNet8", {}, NOISE, model_seeds=[0], key_seeds=[0])
     assert one.verdict == "inconclusive" and "would decide" in one.message  # 1 model: power 0.5
+
+
+def test_false_claims_are_read_blind_on_real_models(tmp_path):
+    """The stress section's false claims (tiny ResNet8s, untrained: no training) read every crafted
+    key through the runner: the claimant's own model and the independent ones, copies checked."""
+    from nnw.cache import ModelCache
+    from nnw.checks.stress import check_false_claims
+    from nnw.zoo import Zoo
+
+    task = Zoo(TINY, ModelCache(tmp_path), torch.device("cpu")).task("ResNet8")
+
+    class UntrainedZoo:
+        profile, device, progress = TINY, torch.device("cpu"), staticmethod(lambda msg: None)
+
+        def task(self, name):
+            return task
+
+        def unmarked(self, name, seed):
+            return task.build_model(seed).eval(), {"performance": {"error": 0.1}}
+
+    nct = get_method("NCT")
+    cfg = {k: v[0] for k, v in TINY.method_grid("NCT", "robustness").items()}
+    (rec,) = check_false_claims(UntrainedZoo(), nct, "ResNet8", cfg, surrogate_seeds=[7], model_seeds=[0, 1], keys=2,
+                                eps=[0.0], steps=1)
+    assert rec["trials"] == 4 and rec["own_model_claim_rate"] == 1.0 and all(r["key_fits"] for r in rec["rows"])
+
+    class Zeroing(type(nct)):
+        def detect(self, model, key, *, prepare=None):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.zero_()
+            return super().detect(model, key, prepare=prepare)
+
+    with pytest.raises(MethodMisbehaved, match="changed the model it was given to detect in"):
+        check_false_claims(UntrainedZoo(), Zeroing(), "ResNet8", cfg, surrogate_seeds=[7], model_seeds=[0], keys=1,
+                           eps=[0.0], steps=1)
