@@ -190,13 +190,13 @@ def test_nct_insertion_time(insertion_time_case, benchmark, settings, nnw_profil
                                         rounds=rounds, present=present, device=str(nnw_device))
     benchmark.extra_info.update(result.measured)
     record_clause(result)
-    _attach_figure5(pytestconfig, c.task, c.n, seconds)
+    _attach_figure5(pytestconfig, method.name, c.task, c.n, seconds)
 
 
 _FIGURE5: dict[str, dict[int, float]] = {}
 
 
-def _attach_figure5(config, curve: str, n: int, seconds: float) -> None:
+def _attach_figure5(config, method: str, curve: str, n: int, seconds: float) -> None:
     """Figure 5 replica (insertion time against N), growing with each N measured in this run, as an
     Allure attachment of the test (the last N's test carries the complete curve)."""
     points = _FIGURE5.setdefault(curve, {})
@@ -208,7 +208,8 @@ def _attach_figure5(config, curve: str, n: int, seconds: float) -> None:
     from nnw.plots import insertion_time_plot
 
     ns = sorted(points)
-    allure.attach(insertion_time_plot(ns, [points[k] for k in ns]), name="Figure 5: NCT insertion time against N",
+    allure.attach(insertion_time_plot(ns, [points[k] for k in ns], method=method),
+                  name=f"Figure 5: {method} insertion time against N",
                   attachment_type=allure.attachment_type.PNG)
 
 

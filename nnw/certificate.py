@@ -127,11 +127,11 @@ def build_certificate(profile, methods: Iterable, device: str, clauses: list[dic
 
 def write_certificate(config, clauses: list[dict[str, Any]], unmatched_deviations=()) -> tuple[Path, dict[str, Any]]:
     from nnw.device import resolve_device
-    from nnw.methods.registry import get_method
+    from nnw.methods.registry import BUILTINS, get_method
     from nnw.profile import load_profile
 
     profile = load_profile(config.getoption("--nnw-profile"))
-    names = config.getoption("--nnw-method") or ["NCT", "RTW", "TBW"]
+    names = config.getoption("--nnw-method") or list(BUILTINS)
     used = {c["method"] for c in clauses}
     methods = [m for m in (get_method(n) for n in names) if m.name in used]
     unmatched = [d for d in unmatched_deviations if not d["source"].startswith("nnw/methods/")]

@@ -161,7 +161,7 @@ def overwriting_plot(result: Any) -> bytes:
 
 
 def insertion_time_plot(ns: Sequence[float], seconds: Sequence[float] | Sequence[Sequence[float]], *,
-                        method: str = "NCT") -> bytes:
+                        method: str = "") -> bytes:
     """Replica of NNW-TEC Figure 5: execution time of the insertion against the number N of
     watermarked parameters. ``seconds[i]`` is one time or a list of repeated times for ``ns[i]``
     (plotted as the mean with a min–max bar)."""
@@ -178,12 +178,12 @@ def insertion_time_plot(ns: Sequence[float], seconds: Sequence[float] | Sequence
         mean.append(m)
         lo.append(m - min(ts))
         hi.append(max(ts) - m)
-    ax.errorbar(x, mean, yerr=[lo, hi], fmt="-o", capsize=3, label=f"{method} insertion")
+    ax.errorbar(x, mean, yerr=[lo, hi], fmt="-o", capsize=3, label=f"{method} insertion".strip())
     if x and min(x) > 0:
         ax.set_xscale("log")
     ax.set_xlabel("number of watermarked parameters N")
     ax.set_ylabel("insertion time (s)")
-    ax.set_title(f"Execution time of the insertion vs N (Figure 5): {method}", fontsize=10)
+    ax.set_title("Execution time of the insertion vs N (Figure 5)" + (f": {method}" if method else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     return _png(fig)
