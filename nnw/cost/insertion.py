@@ -5,7 +5,7 @@
 on the task's full recipe (the training the zoo gives every marked model, with the same seed)
 and checks the mark every ``check_every`` batch iterations and at the start of every epoch
 (before the first iteration, and where an insertion at epoch α happens): inserted =
-``detect(...).present`` and, for a decoding method, ``decode(...).ber == 0``. The run stops
+``nnw.tracker.detect(...).present`` (the Tracker's rule) and, for a decoding method, ``decode(...).ber == 0``. The run stops
 at the first success; the count is the number of batch iterations done then (a multiple of
 ``check_every`` or an epoch boundary: the true first iteration lies in ``(count − check_every,
 count]``). NCT gives 0 by design (α = 0: the mark is written by substitution before the first
@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnw import tracker
 from nnw.cost.common import _Stop, synchronize
 from nnw.hooks import TrainContext, TrainingHook
 from nnw.layers import model_device
@@ -73,7 +74,7 @@ class _InsertionChecker(TrainingHook):
         t0 = time.perf_counter()
         key = getattr(self.hook, "key", self.key)
         try:
-            det = self.method.detect(model, key, prepare=self.prepare)
+            det = tracker.detect(self.method, model, key, prepare=self.prepare)
             ber = self.method.decode(model, key).ber if self.method.tags.decodes else None
         except (ValueError, RuntimeError) as e:  # e.g. NCT before epoch α: no Original Traceability Data yet
             if final:
@@ -126,7 +127,7 @@ def iterations_to_insert(task: Any, method: TraceabilityMethod, key: Key, model:
         marked = method.embed(model, key)
         synchronize(device)
         seconds = time.perf_counter() - t0
-        det = method.detect(marked, key, prepare=prepare)
+        det = tracker.detect(method, marked, key, prepare=prepare)
         ber = method.decode(marked, key).ber if method.tags.decodes else None
         ok = det.present and (ber is None or ber == 0.0)
         return InsertionRun(0 if ok else None, 1, 0, 0, seconds, 0.0, marked.eval(), key, det, ber,
