@@ -5,7 +5,8 @@
 on the task's full recipe (the training the zoo gives every marked model, with the same seed)
 and checks the mark every ``check_every`` batch iterations and at the start of every epoch
 (before the first iteration, and where an insertion at epoch α happens): inserted =
-``nnw.tracker.detect(...).present`` (the Tracker's rule) and, for a decoding method, ``decode(...).ber == 0``. The run stops
+``nnw.tracker.detect(...).present`` (the Tracker's rule) and, for a decoding method,
+``decode(...).ber == 0``. The run stops
 at the first success; the count is the number of batch iterations done then (a multiple of
 ``check_every`` or an epoch boundary: the true first iteration lies in ``(count − check_every,
 count]``). NCT gives 0 by design (α = 0: the mark is written by substitution before the first
