@@ -5,6 +5,7 @@ from collections import defaultdict
 from typing import Any
 
 from nnw.plotdata import parse_modification_name
+from nnw.report_tables import node_label
 from nnw.spec.published import clause_rows
 
 
@@ -32,7 +33,7 @@ def summary_lines(clauses: list[dict[str, Any]]) -> list[str]:
         lines.append(f"{prop.replace('_', ' ').title()}:")
         for c in items:
             counts[c["verdict"]] += 1
-            node = c["nodeid"].split("[", 1)[-1].rstrip("]")
+            node = node_label(c)
             lines.append(f"  {c['verdict'].upper():14s} {node}: {c['message'][:160]}{_published(c.get('table'), c)}")
     lines.append("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return lines
