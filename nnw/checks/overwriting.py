@@ -90,9 +90,15 @@ def check_overwriting(zoo, method, task_name: str, config: Mapping[str, Any], *,
     measured = {"overlap": [r["overlap"] for r in rows], "first_mark_score": [r["first_mark_score"] for r in rows],
                 "first_mark_detected": [r["first_mark_detected"] for r in rows]}
     title = f"Watermark Overwriting of {method.name} by {marks - 1} further Actors on {task_name} (Figure 4)"
-    threshold = {"max_overlap_asserted": max_overlap, "detection": "Spearman one-sided 5%"}
+    threshold = {"max_overlap_asserted": max_overlap, "detection": "the method's detection rule"}
+    # Figure 4 is a curve: NNW-TEC states no pass rule for it, so this one is the suite's
+    decision = {"rule": f"with disjoint positions all {marks} Actors' marks are recovered after the last insertion; "
+                        f"the 1st mark is recovered while at most {max_overlap:.0%} of its positions are shared; "
+                        "the last Actor's mark is always recovered",
+                "policy": "suite policy (profile methods.<method>.overwriting), not stated by NNW-TEC"}
     if failures:
-        return ClauseResult("NNW-TEC §7.2.6 Figure 4", title, FAIL, "; ".join(failures), measured, threshold, rows, "F4")
+        return ClauseResult("NNW-TEC §7.2.6 Figure 4", title, FAIL, "; ".join(failures), measured, threshold, rows, "F4",
+                            decision=decision)
     return ClauseResult("NNW-TEC §7.2.6 Figure 4", title, PASS,
                         f"all {marks} Actors recovered; 1st mark survives up to {max_overlap:.0%} shared positions",
-                        measured, threshold, rows, "F4")
+                        measured, threshold, rows, "F4", decision=decision)
