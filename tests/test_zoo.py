@@ -273,7 +273,8 @@ def test_integrity_of_marked_models(zoo, rtw_marked, modification, intact):
 
     mod = None if modification is None else parse_modification(modification)
     res = check_integrity(zoo, get_method("RTW"), TASK, {"lam": 1.0}, mod, model_seeds=[0], key_seeds=[0])
-    assert res.verdict == "pass", res.message
+    # judged right, but one model gives power 0.5 < 0.9 against a verifier wrong half the time
+    assert res.verdict == "inconclusive" and "would decide" in res.message, res.message
     assert [r["intact"] for r in res.rows] == [intact]
     assert "marked" in res.title and res.rows[0]["values"] == rtw_marked.key.tensors["b"].numel()
     if not intact:
