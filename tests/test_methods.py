@@ -738,3 +738,23 @@ def test_saved_keys_get_the_usual_file_mode(base_model: nn.Module) -> None:
             assert os.stat(os.path.join(d, "k.key")).st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_nct_match_with_the_key_ranks_within_layers():
+    """Two unrelated models whose layers have different scales: the plain Spearman over all
+    positions sees the shared layer structure, the within-layer statistic (with the key) does not."""
+    from nnw.methods.nct import NCT
+    from nnw.models import build_model
+
+    nct = NCT()
+    a, b = build_model("ResNet8", width=0.5), build_model("ResNet8", width=0.5)
+    for i, (pa, pb) in enumerate(zip(a.parameters(), b.parameters())):
+        g = torch.Generator().manual_seed(i)
+        scale, offset = 10.0 ** (i % 4 - 2), float(i % 3)
+        pa.data = torch.randn(pa.shape, generator=g) * scale + offset
+        pb.data = torch.randn(pb.shape, generator=g) * scale + offset
+    key = nct.keygen(a, seed=3, config={"N": 512, "mode": "fingerprint"})
+    fa, fb = nct.extract(a, key), nct.extract(b, key)
+    _, plain = nct.match(fa, {"b": fb})
+    _, within = nct.match(fa, {"b": fb}, key=key.copy())
+    assert plain > 0.3 and abs(within) < 0.2

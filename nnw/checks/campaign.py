@@ -78,10 +78,13 @@ class Read:
     """One read to run: ``model`` read with ``key``; ``info`` is the suite's bookkeeping (never shown).
 
     For ``operation="match"``, ``model`` is the query fingerprint and ``key`` the database
-    (``{the suite's name: reference fingerprint}``; the method sees opaque names)."""
+    (``{the suite's name: reference fingerprint}``; the method sees opaque names) and
+    ``extracted_with`` the Key every fingerprint of the read was extracted with (passed to
+    ``method.match(..., key=)``: it tells the method the values' structure, nothing about the read)."""
     model: Any
     key: Any
     info: dict[str, Any] = field(default_factory=dict)
+    extracted_with: Any = None
 
 
 #: What the runner can ask of a method: detection (and decoding), fingerprint extraction, the
@@ -145,7 +148,7 @@ def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed:
             work = copies[ref] = copy.deepcopy(read.model)
         try:
             if operation == "match":
-                row = _match(method, work, read.key, rng)
+                row = _match(method, work, read.key, rng, read.extracted_with)
             else:
                 key = read.key.copy() if hasattr(read.key, "copy") else copy.deepcopy(read.key)
                 row = _CALLS[operation](method, work, key, prepare, decode)
@@ -220,7 +223,7 @@ def _traceability(method, work, key, prepare, decode) -> dict[str, Any]:
 _CALLS = {"detect": _detect, "extract": _extract, "traceability_data": _traceability}
 
 
-def _match(method, query, database: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+def _match(method, query, database: Mapping[str, Any], rng: random.Random, key=None) -> dict[str, Any]:
     """``method.match(query, db)`` where db holds copies of the entries under opaque names, in a
     shuffled order; the entries are checked unchanged after the call (the query by the runner)."""
     names = list(database)
@@ -228,7 +231,7 @@ def _match(method, query, database: Mapping[str, Any], rng: random.Random) -> di
     opaque = {f"fp-{rng.getrandbits(64):016x}": name for name in names}
     entries = {o: copy.deepcopy(database[name]) for o, name in opaque.items()}
     digests = {o: model_digest(v) for o, v in entries.items()}
-    out = method.match(query, entries)
+    out = method.match(query, entries) if key is None else method.match(query, entries, key=key.copy())
     try:
         found, score = out
     except (TypeError, ValueError):

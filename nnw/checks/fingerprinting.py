@@ -98,14 +98,14 @@ def check_fingerprint_unicity(zoo, method, task_name: str, config: Mapping[str, 
     fps = _extract(method, [Read(models[s], keys[k], {"at": (k, s)}) for k in all_seeds for s in model_seeds], tag)
     dbs = {k: {_name(s): fps[(k, s)] for s in model_seeds} for k in all_seeds}
     rng = random.Random(_seed("pairs", *tag))
-    reads = [Read(fps[(k, s)], dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)})
+    reads = [Read(fps[(k, s)], dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)}, keys[k])
              for k in key_seeds for s in model_seeds]
     for k in all_seeds:
         for i, a in enumerate(model_seeds):
             for b in model_seeds[i + 1:]:
                 q, r = (a, b) if rng.random() < 0.5 else (b, a)  # one direction per pair: independent comparisons
                 reads.append(Read(fps[(k, q)], {_name(r): dbs[k][_name(r)]},
-                                  {"kind": "cross", "key_seed": k, "model": _name(q), "reference": _name(r)}))
+                                  {"kind": "cross", "key_seed": k, "model": _name(q), "reference": _name(r)}, keys[k]))
     rows = run_blind(method, reads, seed=_seed("match", *tag), operation="match")
     ident = [r for r in rows if r["kind"] == "identify"]
     cross = [r for r in rows if r["kind"] == "cross"]
@@ -164,10 +164,10 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     for k in key_seeds:
         for s in model_seeds:
             q = fps[("query", k, s)]
-            reads.append(Read(q, dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)}))
+            reads.append(Read(q, dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)}, keys[k]))
             for r in model_seeds:  # one entry at a time, as unicity asks too (the Modified model's matches)
                 reads.append(Read(q, {_name(r): dbs[k][_name(r)]},
-                                  {"kind": "pair", "key_seed": k, "model": _name(s), "reference": _name(r)}))
+                                  {"kind": "pair", "key_seed": k, "model": _name(s), "reference": _name(r)}, keys[k]))
     out = run_blind(method, reads, seed=_seed("match", *tag), operation="match")
     pairs = [r for r in out if r["kind"] == "pair"]
     rows = []

@@ -269,8 +269,11 @@ class TraceabilityMethod(abc.ABC):
             return self.extract(model, key)
         raise NotImplementedError(f"{self.name} reads no Traceability Data for integrity verification")
 
-    def match(self, fingerprint: torch.Tensor, database: Mapping[str, torch.Tensor]) -> tuple[str | None, float]:
-        """Best match of ``fingerprint`` in ``database``: (name or None if no match, score)."""
+    def match(self, fingerprint: torch.Tensor, database: Mapping[str, torch.Tensor], *,
+              key: Key | None = None) -> tuple[str | None, float]:
+        """Best match of ``fingerprint`` in ``database``: (name or None if no match, score).
+        ``key``: the Key the fingerprint and the entries were extracted with, when the caller has
+        it (the suite always passes it); a method may use it to read the values' structure."""
         raise NotImplementedError(f"{self.name} does not match fingerprints")
 
     # -- helpers for subclasses ------------------------------------------------------------
