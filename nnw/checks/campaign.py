@@ -223,6 +223,16 @@ def _traceability(method, work, key, prepare, decode) -> dict[str, Any]:
 _CALLS = {"detect": _detect, "extract": _extract, "traceability_data": _traceability}
 
 
+def _accepts_key(fn) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "key" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def _match(method, query, database: Mapping[str, Any], rng: random.Random, key=None) -> dict[str, Any]:
     """``method.match(query, db)`` where db holds copies of the entries under opaque names, in a
     shuffled order; the entries are checked unchanged after the call (the query by the runner)."""
@@ -231,7 +241,10 @@ def _match(method, query, database: Mapping[str, Any], rng: random.Random, key=N
     opaque = {f"fp-{rng.getrandbits(64):016x}": name for name in names}
     entries = {o: copy.deepcopy(database[name]) for o, name in opaque.items()}
     digests = {o: model_digest(v) for o, v in entries.items()}
-    out = method.match(query, entries) if key is None else method.match(query, entries, key=key.copy())
+    if key is None or not _accepts_key(method.match):  # a matcher written before the protocol's key
+        out = method.match(query, entries)
+    else:  # a copy: the method may not change the suite's Key either
+        out = method.match(query, entries, key=key.copy() if hasattr(key, "copy") else copy.deepcopy(key))
     try:
         found, score = out
     except (TypeError, ValueError):
