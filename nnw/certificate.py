@@ -49,7 +49,8 @@ EXIT_STATUS = {CONFORMANT: 0, WITH_DEVIATIONS: 0, NOT_CONFORMANT: 1, INCOMPLETE:
 def grade(clauses: list[dict[str, Any]], missing: list[str] = (), *, policy_changes: list[str] = (),
           unmatched_deviations: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """The certificate's grade: "not conformant" when any clause failed; "incomplete" when any clause
-    could not be decided (inconclusive, not assessed), a mandatory clause of the registry was not
+    could not be decided (inconclusive; not assessed, unless its family was decided at another value
+    of its grid: ``beyond_useful_range``), a mandatory clause of the registry was not
     evaluated (``missing``, from :func:`nnw.clauses.coverage`), the profile changed one of the
     suite's policies (``policy_changes``: its rules are not the suite's), or a declared deviation
     did not occur (its clause passed, or it matched no clause: as pytest's strict xfail, the
@@ -62,7 +63,17 @@ def grade(clauses: list[dict[str, Any]], missing: list[str] = (), *, policy_chan
                   for c in clauses if c["verdict"] == "known failure"]
     passing = [{"nodeid": c.get("nodeid"), "source": c["deviation"].get("source")}
                for c in clauses if c.get("deviation") and c["verdict"] == "pass"]
-    undecided = [c.get("nodeid") for c in clauses if c["verdict"] in ("inconclusive", "not assessed")]
+    # a value of a Modification grid where no Modified model stayed useful is "not assessed"; it never
+    # passes, and it leaves the grade incomplete unless the same family was decided at another value
+    # of the grid on the same population (the value lies beyond the useful range, as the spec's own
+    # tables have such values)
+    def family(c):
+        return (c.get("method"), c.get("task"), json.dumps(c.get("config"), sort_keys=True), c.get("clause_id"))
+
+    decided = {family(c) for c in clauses if c["verdict"] in ("pass", "fail", "known failure")}
+    beyond = [c.get("nodeid") for c in clauses if c["verdict"] == "not assessed" and family(c) in decided]
+    undecided = [c.get("nodeid") for c in clauses if c["verdict"] == "inconclusive"
+                 or (c["verdict"] == "not assessed" and family(c) not in decided)]
     reasons = ([f"{len(undecided)} clause(s) undecided"] if undecided else []) + \
         ([f"{len(missing)} mandatory clause(s) not evaluated"] if missing else []) + \
         ([f"the profile changes the suite's policies: {'; '.join(policy_changes)}"] if policy_changes else []) + \
@@ -77,7 +88,7 @@ def grade(clauses: list[dict[str, Any]], missing: list[str] = (), *, policy_chan
     else:
         g = CONFORMANT
     return {"grade": g, "exit_status": EXIT_STATUS[g], "grade_reasons": reasons, "deviations": deviations,
-            "undecided": undecided, "passing_deviations": passing, "unmatched_deviations": list(unmatched_deviations),
+            "undecided": undecided, "beyond_useful_range": beyond, "passing_deviations": passing, "unmatched_deviations": list(unmatched_deviations),
             "policy_changes": list(policy_changes), "not_evaluated": list(missing)}
 
 

@@ -173,12 +173,15 @@ def test_usefulness_and_impact_are_read_on_the_classification_error():
     from nnw.tasks import PERFORMANCE_KEYS
 
     assert PERFORMANCE_KEYS["classification"] == ("error",)
-    tol = {"error": 1.0, "default": 0.1}
-    # 93.6 % -> 86 % top-1: 6.4 % -> 14 % error, more than twice the errors: no longer useful
+    tol = load_profile("embedded").thresholds["useful_error_tolerance"]
+    assert tol["error"] == 0.05   # 5 points of error (absolute), as WRT's rule
+    # 93.6 % -> 86 % top-1: 6.4 % -> 14 % error, 7.6 points more: no longer useful
     drop, useful = degradation({"error": 0.14}, {"error": 0.064}, ("error",), tol)
     assert not useful and abs(drop - 0.076 / 0.064) < 1e-12
     drop, useful = degradation({"error": 0.05}, {"error": 0.064}, ("error",), tol)
     assert useful and drop < 0   # fewer errors: improved, useful
+    drop, useful = degradation({"error": 0.10}, {"error": 0.064}, ("error",), tol)
+    assert useful and drop > 0.5  # 3.6 points more (56 % relative): still useful
     drop, useful = degradation({"psnr": 30.0}, {"psnr": 34.0}, ("psnr",), tol)
     assert not useful            # 11.8 % below: the default tolerance applies
     assert impact(0.036, 0.040) == pytest.approx(11.111, abs=1e-3)   # VGG16: Top-1 would say 0.4 %
@@ -259,6 +262,12 @@ def test_grades_follow_the_verdicts():
     assert g("pass", "known failure") == "conformant with declared deviations"
     assert g("pass", "inconclusive") == g("not assessed") == "incomplete"
     assert g("fail", "inconclusive", "known failure") == "not conformant"
+    # a grid value beyond the useful range: excused only when its family was decided at another value
+    fam = {"method": "M", "task": "T", "config": {}, "clause_id": "robustness/noise"}
+    rec = lambda v, i, **kw: {"verdict": v, "nodeid": f"n{i}", **fam, **kw}
+    assert grade([rec("pass", 0), rec("not assessed", 1)])["grade"] == "conformant"
+    assert grade([rec("pass", 0), rec("not assessed", 1, task="U")])["grade"] == "incomplete"
+    assert grade([rec("pass", 0), rec("not assessed", 1)])["beyond_useful_range"] == ["n1"]
     assert EXIT_STATUS["incomplete"] == 6 and EXIT_STATUS["not conformant"] == 1
 
 

@@ -35,8 +35,7 @@ from nnw.checks.campaign import Read, fail_on_misbehaviour, run_blind
 from nnw.checks.common import fmt, unmarked_identity
 from nnw.checks.decision import FAIL, INCONCLUSIVE, NOT_ASSESSED, PASS, Decision, excess_rate
 from nnw.checks.result import ClauseResult
-from nnw.checks.robustness import degradation
-from nnw.profile import for_measure
+from nnw.checks.robustness import degradation, tolerance_record
 
 #: Seeds of the keys drawn beyond the profile's D for the cross-model match rate.
 EXTRA_KEY_SEED = 20_000_000
@@ -181,7 +180,9 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     assessable = [r for r in rows if r["useful"]]
     misses = [r for r in assessable if r["outcome"] == "missed"]
     decision = _miss_decision(pol, len(misses), len(assessable), clauses_in_family, "missed identification")
-    tol = 100 * for_measure(tolerance, task.performance_keys[0])
+    tol_rec = tolerance_record(tolerance, task.performance_keys)
+    tol_text = (f"{tol_rec['useful_error_rise_points']:g} points of error" if "useful_error_rise_points" in tol_rec
+                else f"{tol_rec['useful_error_tolerance_percent']:g}%")
     title = f"Robustness of the {method.name} fingerprint against {modification.name} on {task_name}"
     other = [p for p in pairs if p["reference"] != p["model"]]
     measured = {"score": [r["score"] for r in rows], "matched": [r["matched"] for r in rows],
@@ -196,9 +197,9 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
                        f"matched {r['matched']!r} (score {r['score']:.3f})" for r in misses[:5])
     message = decision.message + (f" — {detail}" if detail else "")
     if not assessable:
-        message = (f"every one of the {len(model_seeds)} Modified models dropped by more than {tol:g}%: "
+        message = (f"every one of the {len(model_seeds)} Modified models lost more than {tol_text}: "
                    "nothing to assess")
-    threshold = {"useful_error_tolerance_percent": tol, "max_miss_rate": pol["max_miss_rate"],
+    threshold = {**tol_rec, "max_miss_rate": pol["max_miss_rate"],
                  "clauses_in_family": clauses_in_family}
     return ClauseResult("NNW-TEC §5.3.1 Robustness", title, decision.verdict, message, measured, threshold, rows,
                         decision=decision.as_dict())

@@ -43,7 +43,7 @@ def _null_keys(zoo, method, task_name: str, config: Mapping[str, Any], s: int):
         zoo.progress(f"drawing {zoo.profile.decisions['null_keys']} null Keys of {method.name} for "
                      f"{task_name} seed {s}")
         memo[k] = null_keys(method, donor, model_seed=s, count=int(zoo.profile.decisions["null_keys"]),
-                            config=config, start=int(zoo.profile.data.get("null_key_start", 0)))
+                            config=config, start=int(getattr(zoo.profile, "data", {}).get("null_key_start", 0)))
     return memo[k]
 
 

@@ -23,7 +23,7 @@ from nnw.checks.overwriting import actor_recovery
 from nnw.checks.campaign import fail_on_misbehaviour, population_key_seed
 from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
-from nnw.metrics import relative_loss
+from nnw.metrics import LOWER_IS_BETTER, relative_loss
 from nnw.profile import for_measure
 
 CLAUSES = {"NCT": "NNW-TEC §7.2.6", "RTW": "NNW-TEC §7.3.5", "TBW": "NNW-TEC §7.4.5"}
@@ -32,10 +32,23 @@ CLAUSES = {"NCT": "NNW-TEC §7.2.6", "RTW": "NNW-TEC §7.3.5", "TBW": "NNW-TEC �
 def degradation(perf: Mapping[str, float], ref: Mapping[str, float], keys, tolerance=None) -> tuple[float, bool]:
     """The worst relative *drop* of the task measures (eq. 2 signed in the direction of worse, on
     Table 1's measures: a classifier's error rising is a drop; negative when the Modified model
-    improved) and whether every measure stayed within its tolerance (the model is still useful)."""
+    improved) and whether every measure stayed within its tolerance (the model is still useful):
+    a classifier while its error rose by at most the tolerance in absolute terms (5 points: the
+    Watermark-Robustness-Toolbox's rule, an attack counts only if it costs less than 5 points of
+    accuracy), the other measures while their eq. 2 drop is at most the tolerance."""
     drops = {k: relative_loss(k, perf[k], ref[k]) for k in keys}
-    useful = tolerance is None or all(d <= for_measure(tolerance, k) for k, d in drops.items())
+    useful = tolerance is None or all(
+        (perf[k] - ref[k] if k in LOWER_IS_BETTER else d) <= for_measure(tolerance, k) for k, d in drops.items())
     return max(drops.values()), useful
+
+
+def tolerance_record(tolerance, keys) -> dict[str, float]:
+    """How a clause's certificate states its usefulness rule: points for the classification error
+    (an absolute rise), percent (eq. 2) for the other measures."""
+    k = keys[0]
+    if k in LOWER_IS_BETTER:
+        return {"useful_error_rise_points": 100 * for_measure(tolerance, k)}
+    return {"useful_error_tolerance_percent": 100 * for_measure(tolerance, k)}
 
 
 @fail_on_misbehaviour
@@ -78,15 +91,17 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         measured["ber"] = [r.get("ber") for r in rows]
         measured["ser"] = [r.get("ser") for r in rows]
     title = f"Robustness of {method.name} against {modification.name} on {task_name}"
-    tol = 100 * for_measure(tolerance, task.performance_keys[0])
-    threshold = {"useful_error_tolerance_percent": tol, "detection": _criterion(method),
+    tol_rec = tolerance_record(tolerance, task.performance_keys)
+    tol_text = (f"{tol_rec['useful_error_rise_points']:g} points of error" if "useful_error_rise_points" in tol_rec
+                else f"{tol_rec['useful_error_tolerance_percent']:g}%")
+    threshold = {**tol_rec, "detection": _criterion(method),
                  "max_miss_rate": pol["max_miss_rate"]}
-    detail = "; ".join(f"seed {r['model_seed']} key {r['key_seed']}: missed (drop {r['error_percent']:.2f}% ≤ "
-                       f"{tol:g}%; score {fmt(r['score'])}, threshold {fmt(r['threshold'])}, "
+    detail = "; ".join(f"seed {r['model_seed']} key {r['key_seed']}: missed (relative error {r['error_percent']:.2f}%, still useful: "
+                       f"within {tol_text}; score {fmt(r['score'])}, threshold {fmt(r['threshold'])}, "
                        f"p {fmt(r['p_value'])})" for r in misses[:5])
     message = decision.message + (f" — {detail}" if detail else "")
     if not useful:
-        message = (f"every one of the {len(rows)} Modified marked models dropped by more than {tol:g}%: "
+        message = (f"every one of the {len(rows)} Modified marked models lost more than {tol_text}: "
                    "nothing to assess")
     return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Robustness"), title, decision.verdict, message, measured,
                         threshold, rows, table, decision=decision.as_dict())
