@@ -9,8 +9,9 @@ One rule per use case, applied by the ``nnw`` command (:mod:`nnw.cli`) and meant
 * :func:`decode` — the payload, and :func:`decoded` its verdict: the method's CRC verdict
   (``Decoding.valid``) when it has one, else BER = 0 (no BER at all: decoded).
 * :func:`match` — the best entry of a fingerprint database, named when it matches by the
-  *method's own* rule (``method.match``: for NCT, one-sided Spearman at 5%, the rule the
-  fingerprint clauses apply); :func:`match_entries` applies it entry by entry when each entry
+  *method's own* rule (``method.match``, given the Key the values were extracted with: for NCT,
+  one-sided Spearman on within-layer quantiles at 5%, the rule the fingerprint clauses apply
+  through their blind runner); :func:`match_entries` applies it entry by entry when each entry
   was taken at its own positions (the command's databases). No correction for the number of
   entries: the unicity clause measures the cross-match rate of that very rule against its 5%.
 * :func:`verify_integrity` / :func:`compare_traceability_data` — Algorithmic Integrity (§3):
@@ -75,9 +76,25 @@ def decode(method, model, key):
 
 
 # -- match -----------------------------------------------------------------------------------------
-def match(method, fingerprint: torch.Tensor, database: Mapping[str, torch.Tensor]) -> tuple[str | None, float]:
-    """The best entry of ``database`` for ``fingerprint`` by the method's own rule: (name or None, score)."""
-    return method.match(fingerprint, database)
+def accepts_key(fn) -> bool:
+    """Does a matcher take the protocol's ``key`` (one written before it does not)?"""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "key" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def match(method, fingerprint: torch.Tensor, database: Mapping[str, torch.Tensor], *,
+          key=None) -> tuple[str | None, float]:
+    """The best entry of ``database`` for ``fingerprint`` by the method's own rule: (name or None,
+    score). ``key``: the Key the values were extracted with, passed to a matcher that takes it (a
+    copy: the method may not change the caller's Key), as the clauses' blind runner does."""
+    if key is None or not accepts_key(method.match):
+        return method.match(fingerprint, database)
+    return method.match(fingerprint, database, key=key.copy() if hasattr(key, "copy") else key)
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,7 @@ def match_entries(method, model, entries: Mapping[str, Any]) -> tuple[MatchEntry
     rows = []
     for name, key in entries.items():
         fp = method.extract(model, key)
-        found, score = match(method, fp, {name: key.tensors["original"]})
+        found, score = match(method, fp, {name: key.tensors["original"]}, key=key)
         rows.append(MatchEntry(name, float(score), found is not None, int(fp.numel())))
     rows.sort(key=lambda e: (-(e.score if math.isfinite(e.score) else -2.0), e.name))
     best = rows[0] if rows and rows[0].matches else None
@@ -174,6 +191,6 @@ def verify_file_integrity(reference: Mapping[str, Any], state: Mapping[str, torc
     return FileIntegrity(overall == reference["weights_sha256"], overall, len(per), changed, dtype_changes)
 
 
-__all__ = ["CannotAnswer", "detect", "decode", "decoded", "match", "MatchEntry", "match_entries",
+__all__ = ["CannotAnswer", "detect", "decode", "decoded", "accepts_key", "match", "MatchEntry", "match_entries",
            "IntegrityComparison", "compare_traceability_data", "verify_integrity", "weights_digest", "stored_dtypes",
            "FileIntegrity", "verify_file_integrity"]

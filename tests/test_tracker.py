@@ -79,3 +79,19 @@ def test_match_is_the_methods_rule_entry_by_entry():
     entries["b"].tensors["original"] = entries["c"].tensors["original"] = torch.tensor([0.3])
     best, rows = tracker.match_entries(method, None, entries)
     assert best is None and rows[0].name == "b" and not rows[0].matches
+
+
+def test_match_passes_the_key_to_a_matcher_that_takes_it():
+    got = []
+
+    class Key:
+        def copy(self):
+            return "a copy"
+
+    def match(fp, db, *, key=None):
+        got.append(key)
+        return None, 0.0
+
+    tracker.match(SimpleNamespace(match=match), torch.zeros(1), {"a": torch.zeros(1)}, key=Key())
+    tracker.match(SimpleNamespace(match=lambda fp, db: (None, 0.0)), torch.zeros(1), {}, key=Key())
+    assert got == ["a copy"]

@@ -21,8 +21,9 @@
   with different seeds can share a database; ``--key`` fixes the positions and then only entries
   taken at them are compared); :func:`nnw.tracker.match_entries`: the best entry is a match when
   it matches by the method's own rule (``method.match``, the rule of the fingerprint clauses:
-  for NCT one-sided Spearman at 5%, no correction for the number of entries). Each entry's
-  p-value and Pearson r are reported beside its score. Files in a database *directory* that are
+  for NCT one-sided Spearman on within-layer quantiles at 5%, given the entry's Key; no
+  correction for the number of entries). Each entry's score and whether it matches alone are
+  reported. Files in a database *directory* that are
   not fingerprints, or made for another architecture, are skipped and listed; a file named
   explicitly that cannot be read is an input error.
 """
@@ -224,8 +225,6 @@ def _database(args, method, model, query_key) -> tuple[dict[str, Any], list[dict
 
 
 def cmd_match(args: argparse.Namespace) -> Result:
-    from nnw.metrics.detection import correlation_detection
-
     method = fingerprinting_method()
     arch_kw = parse_kv(args.arch_kw, "--arch-kw")
     model, _ = load_model(args.model, args.arch, arch_kw)
@@ -245,11 +244,9 @@ def cmd_match(args: argparse.Namespace) -> Result:
     matched_entry, rows = tracker.match_entries(method, model, keys)
     entries = []
     for row in rows:
-        i, key = by_uid[row.name], keys[row.name]
-        # context beside the method's score: the p-value and Pearson r of the rank correlation
-        c = correlation_detection(key.tensors["original"], method.extract(model, key), alternative="greater")
-        entries.append({"name": i["name"], "file": i["file"], "rho": row.score, "p_value": c.p_value,
-                        "pearson": c.pearson, "N": row.values, "matches": row.matches,
+        i = by_uid[row.name]
+        entries.append({"name": i["name"], "file": i["file"], "rho": row.score, "N": row.values,
+                        "matches": row.matches,
                         "identical": (i["weights_sha256"] == digest) if i["weights_sha256"] else None})
     best = entries[0]
     matched = matched_entry is not None
@@ -266,19 +263,14 @@ def cmd_match(args: argparse.Namespace) -> Result:
         "skipped": skipped,
     }
     if matched:
-        text = (
-            f"matched: {args.model} is {best['name']!r} ({best['file']}): score {fmt(best['rho'])}, "
-            f"p-value {fmt_p(best['p_value'])}" + (", bit-identical" if best["identical"] else "")
-        )
+        text = (f"matched: {args.model} is {best['name']!r} ({best['file']}): score {fmt(best['rho'])}"
+                + (", bit-identical" if best["identical"] else ""))
     else:
-        text = (
-            f"no match: the closest entry is {best['name']!r} with score {fmt(best['rho'])}, "
-            f"p-value {fmt_p(best['p_value'])}"
-        )
+        text = f"no match: the closest entry is {best['name']!r} with score {fmt(best['rho'])}"
     text += f"\n  (a match: the best of {len(entries)} entries compared matches by {method.name}'s own rule)"
-    text += f"\n  {'rank':>4}  {'score':>8}  {'p-value':>9}  name (file)"
+    text += f"\n  {'rank':>4}  {'score':>8}  {'matches':>7}  name (file)"
     for i, e in enumerate(entries[:10], 1):
-        text += f"\n  {i:>4}  {fmt(e['rho']):>8}  {fmt_p(e['p_value']):>9}  {e['name']} ({e['file']})"
+        text += f"\n  {i:>4}  {fmt(e['rho']):>8}  {fmt(e['matches']):>7}  {e['name']} ({e['file']})"
     if len(entries) > 10:
         text += f"\n  ... {len(entries) - 10} more"
     if skipped:
