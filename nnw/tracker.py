@@ -94,7 +94,9 @@ def match(method, fingerprint: torch.Tensor, database: Mapping[str, torch.Tensor
     copy: the method may not change the caller's Key), as the clauses' blind runner does."""
     if key is None or not accepts_key(method.match):
         return method.match(fingerprint, database)
-    return method.match(fingerprint, database, key=key.copy() if hasattr(key, "copy") else key)
+    import copy
+
+    return method.match(fingerprint, database, key=key.copy() if hasattr(key, "copy") else copy.deepcopy(key))
 
 
 @dataclass(frozen=True)

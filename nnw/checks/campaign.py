@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from nnw import tracker
 from nnw.methods.base import Key
 
 
@@ -223,16 +224,6 @@ def _traceability(method, work, key, prepare, decode) -> dict[str, Any]:
 _CALLS = {"detect": _detect, "extract": _extract, "traceability_data": _traceability}
 
 
-def _accepts_key(fn) -> bool:
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "key" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def _match(method, query, database: Mapping[str, Any], rng: random.Random, key=None) -> dict[str, Any]:
     """``method.match(query, db)`` where db holds copies of the entries under opaque names, in a
     shuffled order; the entries are checked unchanged after the call (the query by the runner)."""
@@ -241,10 +232,7 @@ def _match(method, query, database: Mapping[str, Any], rng: random.Random, key=N
     opaque = {f"fp-{rng.getrandbits(64):016x}": name for name in names}
     entries = {o: copy.deepcopy(database[name]) for o, name in opaque.items()}
     digests = {o: model_digest(v) for o, v in entries.items()}
-    if key is None or not _accepts_key(method.match):  # a matcher written before the protocol's key
-        out = method.match(query, entries)
-    else:  # a copy: the method may not change the suite's Key either
-        out = method.match(query, entries, key=key.copy() if hasattr(key, "copy") else copy.deepcopy(key))
+    out = tracker.match(method, query, entries, key=key)  # the Key as a copy, to a matcher that takes it
     try:
         found, score = out
     except (TypeError, ValueError):
@@ -258,20 +246,13 @@ def _match(method, query, database: Mapping[str, Any], rng: random.Random, key=N
 
 
 def _detection(method, model, key, prepare):
-    """The method's Detection; a decode-only method detects through its decoding (the payload read
-    back without error: BER = 0, the spec's RTW rule); a method with neither misbehaves."""
-    tags = method.tags
-    if getattr(tags, "detects", True):
-        return method.detect(model, key, prepare=prepare)
-    if getattr(tags, "decodes", False):
-        from nnw.methods.base import Detection
-
-        dec = method.decode(model, key)
-        if dec.ber is None:
-            raise MethodMisbehaved(f"{method.name} neither detects nor reports a bit error rate when decoding")
-        return Detection(present=bool(float(dec.ber) == 0.0), score=1.0 - float(dec.ber), threshold=1.0)
-    raise MethodMisbehaved(f"{method.name} is an active method that declares neither detect nor decode: its "
-                           "mark cannot be looked for, so robustness and false alarms cannot pass")
+    """The method's Detection by the Tracker's rule (:func:`nnw.tracker.detect`: a decode-only
+    method detects through its decoding); a method that cannot answer misbehaves."""
+    try:
+        return tracker.detect(method, model, key, prepare=prepare)
+    except tracker.CannotAnswer as exc:
+        neither = not (getattr(method.tags, "detects", True) or getattr(method.tags, "decodes", False))
+        raise MethodMisbehaved(f"{exc}, so robustness and false alarms cannot pass" if neither else str(exc)) from None
 
 
 def fail_on_misbehaviour(check):
