@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import torch
-
+from nnw import tracker
 from nnw.checks.campaign import Read, fail_on_misbehaviour, population_key_seed, run_blind
 from nnw.checks.common import marked_identity, unmarked_identity
 from nnw.checks.decision import excess_rate
@@ -76,13 +75,9 @@ def check_integrity(zoo, method, task_name: str, config: Mapping[str, Any], modi
     rows = []
     for label in subjects:
         reference, now = out[(label, "reference")], out[(label, "now")]
-        if now.shape != reference.shape:
-            changed, max_change = int(reference.numel()), float("inf")
-        else:
-            diff = (now.double() - reference.double()).abs()
-            changed, max_change = int((diff > 0).sum()), float(diff.max()) if diff.numel() else 0.0
-        rows.append({"model": label, "intact": bool(now.shape == reference.shape and torch.equal(now, reference)),
-                     "values": int(reference.numel()), "changed_values": changed, "max_abs_change": max_change})
+        c = tracker.compare_traceability_data(reference, now)  # the command's rule
+        rows.append({"model": label, "intact": c.intact, "values": c.values, "changed_values": c.changed_values,
+                     "max_abs_change": c.max_abs_change})
     what = "unmodified" if modification is None else modification.name
     subject = "fingerprinted" if method.tags.fingerprints else "marked"
     title = f"Integrity verification of {subject} {task_name} models with {method.name} ({what})"
