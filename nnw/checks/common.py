@@ -1,20 +1,8 @@
-"""Helpers shared by the checks: detection, performance and the relative error of eq. (2)."""
+"""Helpers shared by the checks: number formatting and the identities Modified models are cached under."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-
-
-def detection_row(method, model, key, task) -> dict[str, Any]:
-    det = method.detect(model, key, prepare=task.prepare)
-    row = {"detected": bool(det.present), "score": float(det.score), "threshold": float(det.threshold),
-           "p_value": None if det.p_value is None else float(det.p_value)}
-    if method.tags.decodes:
-        dec = method.decode(model, key)
-        row.update(ber=None if dec.ber is None else float(dec.ber), actor=dec.actor_id, payload_valid=dec.valid)
-        if "ser" in dec.details:
-            row["ser"] = float(dec.details["ser"])
-    return row
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
