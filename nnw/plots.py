@@ -30,7 +30,7 @@ from nnw.plotdata import (CONTEXT_KEYS, SPEC_VERSION, DetectionFigure, Published
                           published_curve, robustness_series)
 from nnw.spec.published import clause_rows
 
-__all__ = ["robustness_plot", "overwriting_plot", "insertion_time_plot", "imperceptibility_plot", "false_alarm_plot",
+__all__ = ["png_bytes", "robustness_plot", "overwriting_plot", "insertion_time_plot", "imperceptibility_plot", "false_alarm_plot",
            "fingerprint_plot", "integrity_plot", "clause_plot",
            # the data helpers, from nnw.plotdata
            "DetectionFigure", "PublishedCurve", "RobustnessSeries", "as_clause", "detection_figure",
@@ -54,7 +54,8 @@ def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.2, bottom: flo
     return fig, axes
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
+    """A matplotlib Figure as PNG bytes (the figures' and the stress section's one encoder)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -124,7 +125,7 @@ def robustness_plot(clauses_for_one_curve: Iterable[Any] | Any, *, version: str 
     tables = f" — NNW-TEC Table {', '.join(s.tables)}" if s.tables else ""
     ax_det.set_title(f"Detection after {s.family}: {what}", fontsize=10)
     ax_err.set_title(f"Task error after {s.family}{tables}", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def overwriting_plot(result: Any) -> bytes:
@@ -157,7 +158,7 @@ def overwriting_plot(result: Any) -> bytes:
     ax.set_title(f"Watermark Overwriting (Figure 4): {c.get('method', '')} {c.get('task', '')}".strip(), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def insertion_time_plot(ns: Sequence[float], seconds: Sequence[float] | Sequence[Sequence[float]], *,
@@ -186,7 +187,7 @@ def insertion_time_plot(ns: Sequence[float], seconds: Sequence[float] | Sequence
     ax.set_title("Execution time of the insertion vs N (Figure 5)" + (f": {method}" if method else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def imperceptibility_plot(result: Any) -> bytes:
@@ -218,7 +219,7 @@ def imperceptibility_plot(result: Any) -> bytes:
                  "\nhatched: within the unmarked models' spread", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _published_impact(c: Mapping[str, Any], version: str = SPEC_VERSION) -> tuple[str, float] | None:
@@ -256,7 +257,7 @@ def _score_strip(c: Mapping[str, Any], title: str, ylabel: str = "detection scor
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def false_alarm_plot(result: Any) -> bytes:
@@ -298,7 +299,7 @@ def fingerprint_plot(result: Any) -> bytes:
     ax.set_title(f"{c.get('title', 'Fingerprinting')}", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def integrity_plot(result: Any) -> bytes:
@@ -314,7 +315,7 @@ def integrity_plot(result: Any) -> bytes:
     ax.set_ylabel("changed positions (0 = intact)")
     ax.set_title(c.get("title", "Integrity"), fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 _DISPATCH: dict[str, Callable[[Any], bytes]] = {

@@ -63,28 +63,29 @@ def pytest_configure(config):
 
 # -- session state ------------------------------------------------------------------------
 def _profile(config):
-    from nnw.profile import load_profile
+    from nnw.cases import run_profile
 
-    return load_profile(config.getoption("--nnw-profile"))
+    return run_profile(config)
 
 
 def _methods(config):
-    if not hasattr(config, "_nnw_methods"):
-        from nnw.methods.registry import MethodLoadError, get_method
+    from nnw.cases import run_methods
 
-        names = config.getoption("--nnw-method") or ["NCT", "RTW", "TBW"]
-        try:
-            config._nnw_methods = {m.name: m for m in (get_method(n) for n in names)}
-        except MethodLoadError as e:
-            raise pytest.UsageError(f"--nnw-method: {e}") from None
-    return config._nnw_methods
+    return run_methods(config)
+
+
+def _method_names(config) -> list[str]:
+    """``--nnw-method``, default: the registry's built-ins."""
+    from nnw.methods.registry import BUILTINS
+
+    return config.getoption("--nnw-method") or list(BUILTINS)
 
 
 def pytest_report_header(config):
     if config.getoption("--nnw-method") is None and not any("conformance" in str(a) for a in config.args):
         return None
     return (f"nnw: profile {config.getoption('--nnw-profile')}, methods "
-            f"{', '.join(config.getoption('--nnw-method') or ['NCT', 'RTW', 'TBW'])}, device "
+            f"{', '.join(_method_names(config))}, device "
             f"{config.getoption('--nnw-device')}, cache {config.getoption('--nnw-cache-dir') or os.environ.get('NNW_CACHE_DIR', '~/.cache/nnw')}")
 
 

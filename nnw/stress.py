@@ -106,14 +106,14 @@ def parametrize(metafunc) -> None:
     wanted = [f for f in CASE_FIXTURES if f in metafunc.fixturenames]
     if not wanted:
         return
-    from nnw.pytest_plugin import _methods, _profile
+    from nnw.cases import run_methods, run_profile
 
     config = metafunc.config
     if not hasattr(config, "_nnw_stress_cases"):
         # only when asked for (-m naming "stress"): a run without the repository's addopts (pytester,
         # another rootdir) never trains the stress section's models by accident
         asked = "stress" in (config.getoption("markexpr", default="") or "")
-        config._nnw_stress_cases = (build_stress_cases(_profile(config), list(_methods(config).values()))
+        config._nnw_stress_cases = (build_stress_cases(run_profile(config), list(run_methods(config).values()))
                                     if asked else {k: [] for k in CASE_FIXTURES.values()})
     for name in wanted:
         params = [pytest.param(c, id=c.id, marks=[pytest.mark.xdist_group(c.group)])
@@ -167,14 +167,12 @@ def add_to_certificate(config, stress: dict[str, Any], written: Path | None) -> 
         path = Path(written)
         cert = json.loads(path.read_text())
     else:
+        from nnw.cases import run_methods, run_profile
         from nnw.device import resolve_device
-        from nnw.methods.registry import get_method
-        from nnw.profile import load_profile
 
-        profile = load_profile(config.getoption("--nnw-profile"))
+        profile = run_profile(config)
         used = {r["method"] for r in stress["attacks"] + stress["false_claims"]}
-        names = config.getoption("--nnw-method") or ["NCT", "RTW", "TBW"]
-        methods = [m for m in (get_method(n) for n in names) if m.name in used]
+        methods = [m for m in run_methods(config).values() if m.name in used]
         cert = C.build_certificate(profile, methods, str(resolve_device(config.getoption("--nnw-device")).type), [])
         path = Path(config.getoption("--nnw-certificate"))
         if not path.is_absolute():
@@ -210,11 +208,9 @@ class StressCollector:
     def pytest_sessionfinish(self, session, exitstatus):
         if hasattr(self.config, "workerinput") or not self.records:
             return
-        from nnw.profile import load_profile
-
         clauses = self.config.pluginmanager.get_plugin("nnw-clause-collector")
         written = getattr(clauses, "certificate_path", None)
-        self.section = section(self.records, load_profile(self.config.getoption("--nnw-profile")))
+        self.section = section(self.records, _profile_of(self.config))
         self.path = add_to_certificate(self.config, self.section, written)
 
     @pytest.hookimpl(trylast=True)
@@ -230,9 +226,9 @@ class StressCollector:
 
 
 def _profile_of(config):
-    from nnw.profile import load_profile
+    from nnw.cases import run_profile
 
-    return load_profile(config.getoption("--nnw-profile"))
+    return run_profile(config)
 
 
 def _id(r: Mapping[str, Any]) -> str:
@@ -334,7 +330,7 @@ def stress_plot(records: list[Mapping[str, Any]], title: str, max_drop: float) -
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from nnw.plots import _png
+    from nnw.plots import png_bytes
 
     n = len(records)
     fig = Figure(figsize=(10.0, 1.2 + 0.32 * n), dpi=100)
@@ -365,7 +361,7 @@ def stress_plot(records: list[Mapping[str, Any]], title: str, max_drop: float) -
     ax2.set_ylim(ax.get_ylim())
     ax2.set_xlabel("accuracy drop (points), budget dashed")
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def write_plots(stress: Mapping[str, Any] | None, directory: Path, base: str) -> dict[Any, str]:
