@@ -18,8 +18,8 @@ from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
 from nnw.metrics import LOWER_IS_BETTER, impact
 from nnw.profile import for_measure
+from nnw.spec.technologies import imperceptibility_clause
 
-CLAUSES = {"NCT": "NNW-TEC §7.2.5", "RTW": "NNW-TEC §7.3.4", "TBW": "NNW-TEC §7.4.4"}
 _ORDER = {"fail": 0, "inconclusive": 1, "not assessed": 2, "pass": 3}
 
 
@@ -79,7 +79,7 @@ def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any
     pct = sorted({100 * m for m in margins.values()})
     threshold = {"noninferiority_margin_percent": pct[0] if len(pct) == 1 else {k: 100 * m for k, m in margins.items()},
                  "confidence": float(pol["confidence"])}
-    return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Imperceptibility"), title, verdict, message, measured,
+    return ClauseResult(imperceptibility_clause(method.name), title, verdict, message, measured,
                         threshold, rows, table, decision={k: d.as_dict() for k, d in decisions.items()})
 
 

@@ -25,8 +25,7 @@ from nnw.checks.population import campaign
 from nnw.checks.result import ClauseResult
 from nnw.metrics import LOWER_IS_BETTER, relative_loss
 from nnw.profile import for_measure
-
-CLAUSES = {"NCT": "NNW-TEC §7.2.6", "RTW": "NNW-TEC §7.3.5", "TBW": "NNW-TEC §7.4.5"}
+from nnw.spec.technologies import detection_criterion, robustness_clause
 
 
 def degradation(perf: Mapping[str, float], ref: Mapping[str, float], keys, tolerance=None) -> tuple[float, bool]:
@@ -94,7 +93,7 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
     tol_rec = tolerance_record(tolerance, task.performance_keys)
     tol_text = (f"{tol_rec['useful_error_rise_points']:g} points of error" if "useful_error_rise_points" in tol_rec
                 else f"{tol_rec['useful_error_tolerance_percent']:g}%")
-    threshold = {**tol_rec, "detection": _criterion(method),
+    threshold = {**tol_rec, "detection": detection_criterion(method.name),
                  "max_miss_rate": pol["max_miss_rate"]}
     detail = "; ".join(f"seed {r['model_seed']} key {r['key_seed']}: missed (relative error {r['error_percent']:.2f}%, still useful: "
                        f"within {tol_text}; score {fmt(r['score'])}, threshold {fmt(r['threshold'])}, "
@@ -103,10 +102,6 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
     if not useful:
         message = (f"every one of the {len(rows)} Modified marked models lost more than {tol_text}: "
                    "nothing to assess")
-    return ClauseResult(CLAUSES.get(method.name, "NNW-NNT Robustness"), title, decision.verdict, message, measured,
+    return ClauseResult(robustness_clause(method.name), title, decision.verdict, message, measured,
                         threshold, rows, table, decision=decision.as_dict())
 
-
-def _criterion(method) -> str:
-    return {"NCT": "Spearman rho, one-sided 5% (critical value from n)", "RTW": "BER = 0",
-            "TBW": "trigger-set share > 40%"}.get(method.name, "the method's own detector")

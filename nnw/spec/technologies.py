@@ -3,8 +3,8 @@
 Generic code (the cases, the cost verdicts, the report's figures) asks here, by the method's name,
 for what the standard ties to a technology: the published tables that a (method, Modification
 family, model) reproduces (read from the tables' own metadata: ``method``, ``property``,
-``modification``, ``model``), the section of its computational cost evaluation, the detection
-figure its tables print, and the figures of its cost section. The facts that are not table
+``modification``, ``model``), the sections of its imperceptibility, robustness and computational cost
+evaluations, its detection criterion in words, the detection figure its tables print, and the figures of its cost section. The facts that are not table
 metadata are the ``technologies`` entry of ``nnw/spec/nnw-tec-v1.0.json``. A method the spec
 does not define gets ``None`` (or the generic text) everywhere.
 """
@@ -56,6 +56,24 @@ def cost_clause(method: str, version: str = SPEC_VERSION) -> str:
     return f"NNW-TEC §{section} Computational cost" if section else "NNW-NNT Computational cost"
 
 
+def imperceptibility_clause(method: str, version: str = SPEC_VERSION) -> str:
+    """The clause of a method's imperceptibility: its NNW-TEC section, else the NNW-NNT procedure."""
+    section = technology(method, version).get("imperceptibility_section")
+    return f"NNW-TEC §{section}" if section else "NNW-NNT Imperceptibility"
+
+
+def robustness_clause(method: str, version: str = SPEC_VERSION) -> str:
+    """The clause of a method's robustness: its NNW-TEC section, else the NNW-NNT procedure."""
+    section = technology(method, version).get("robustness_section")
+    return f"NNW-TEC §{section}" if section else "NNW-NNT Robustness"
+
+
+def detection_criterion(method: str, version: str = SPEC_VERSION) -> str:
+    """The detection criterion a robustness clause states for ``method`` (the spec's rule in words),
+    else the method's own detector."""
+    return technology(method, version).get("detection_criterion") or "the method's own detector"
+
+
 def detection_figure(method: str | None, version: str = SPEC_VERSION) -> dict[str, Any] | None:
     """How the spec's tables print ``method``'s detection (label, how to read it, published column)."""
     return technology(method, version).get("detection_figure")
@@ -71,5 +89,6 @@ def detection_complexity(method: str, version: str = SPEC_VERSION) -> str | None
     return technology(method, version).get("detection_complexity")
 
 
-__all__ = ["technology", "robustness_table", "imperceptibility_table", "cost_clause", "detection_figure",
+__all__ = ["technology", "robustness_table", "imperceptibility_table", "cost_clause", "imperceptibility_clause",
+           "robustness_clause", "detection_criterion", "detection_figure",
            "insertion_time_figure", "detection_complexity"]
