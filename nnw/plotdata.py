@@ -1,12 +1,13 @@
 """The data of the figures and of the report's tables, read from clause records (no matplotlib).
 
 A clause record is the ``ClauseResult`` a check returns, or its dict form as stored in the
-certificate (with the plugin's ``method``/``task``/``config``/``modification``/``property`` keys).
+certificate (with the plugin's ``method``/``task``/``config``/``modification``/``property`` keys and
+the Modification's ``modification_family``/``modification_params``).
 :mod:`nnw.report` and :mod:`nnw.summary` use these helpers; :mod:`nnw.plots` draws with them.
 
 * :func:`as_clause` — a record as a dict with its case's fields;
-* :func:`parse_modification_name` — family, Parameter and value of a record's Modification,
-  through the one parser of Modification names (:func:`nnw.modifications.parse_modification`);
+* :func:`modification_of` — family, Parameter and value of a record's Modification, read from
+  its fields (``modification_family``, ``modification_params``; never parsed from a name);
 * :func:`infer_property` — the record's property (its field, else guessed from its rows' keys);
 * :func:`detection_figure` — how a method's detection figure is read (spec data);
 * :func:`published_curve` — the published rows of a robustness table for a record
@@ -15,7 +16,6 @@ certificate (with the plugin's ``method``/``task``/``config``/``modification``/`
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -23,13 +23,14 @@ from typing import Any, Callable, Iterable, Mapping
 from nnw.spec.published import clause_filters, clause_rows
 
 SPEC_VERSION = "NNW-TEC-V1.0"
-_ROBUSTNESS_TITLE = re.compile(r"^Robustness of (?P<method>.+?) against (?P<mod>.+) on (?P<task>\S+)$")
 CONTEXT_KEYS = ("method", "task", "config", "modification", "property")
 
 
 def as_clause(result: Any, **context: Any) -> dict[str, Any]:
     """A clause record as a dict: a ``ClauseResult`` (``as_dict``) or a mapping, with ``context``
-    (method, task, config, modification, property) filled in where given (not None)."""
+    (method, task, config, modification, property) filled in where given (not None). A
+    ``modification`` context is the Modification object: its fields are the record's
+    (:func:`nnw.checks.result.modification_fields`). Nothing is read from the title."""
     if hasattr(result, "as_dict"):
         data = dict(result.as_dict())
     elif isinstance(result, Mapping):
@@ -37,37 +38,31 @@ def as_clause(result: Any, **context: Any) -> dict[str, Any]:
     else:
         raise TypeError(f"expected a ClauseResult or a clause dict, got {type(result).__name__}")
     for k, v in context.items():
-        if v is not None:
+        if v is None:
+            continue
+        if k == "modification":
+            if isinstance(v, str):
+                raise TypeError("as_clause: give the Modification object as context, not its name "
+                                f"({v!r}): a record's fields are never parsed back from a name")
+            from nnw.checks.result import modification_fields
+
+            data.update(modification_fields(v))
+        else:
             data[k] = v
     data.setdefault("rows", [])
-    m = _ROBUSTNESS_TITLE.match(str(data.get("title", "")))
-    if m:  # a bare ClauseResult of check_robustness: its title names method, Modification and task
-        for key, group in (("method", "method"), ("modification", "mod"), ("task", "task")):
-            if not data.get(key):
-                data[key] = m[group]
     return data
 
 
-def parse_modification_name(name: str | None) -> tuple[str | None, str | None, Any]:
-    """``"pruning(P=50)"`` -> ``("pruning", "P", 50)``: family, its first Parameter (the strength,
-    the spec tables' first column) and the value.
-
-    Read through the one parser of Modification names, :func:`nnw.modifications.parse_modification`
-    (a name it cannot build, e.g. a family not installed here, gives ``(name, None, None)``).
-    Integral values are ints, as the canonical name prints them."""
-    if not name:
-        return None, None, None
-    from nnw.modifications import parse_modification
-
-    try:
-        mod = parse_modification(name)
-    except (ValueError, TypeError):
-        return name, None, None
-    for key, value in mod.params.items():
+def modification_of(clause: Mapping[str, Any]) -> tuple[str | None, str | None, Any]:
+    """A record's Modification as (family, its first Parameter — the strength, the spec tables'
+    first column — and the value), from the record's fields ``modification_family`` and
+    ``modification_params``; (None, None, None) for a record without them."""
+    family, params = clause.get("modification_family"), clause.get("modification_params") or {}
+    for key, value in params.items():
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        return mod.family, key, value
-    return mod.family, None, None
+        return family, key, value
+    return family, None, None
 
 
 def infer_property(clause: Mapping[str, Any]) -> str | None:
@@ -214,7 +209,7 @@ def robustness_series(clauses: Iterable[Any], *, version: str = SPEC_VERSION) ->
     keys: dict[Any, list] = defaultdict(list)
     thresholds, tables, family, param, tol = [], [], None, None, None
     for c in items:
-        fam, p, x = parse_modification_name(c.get("modification"))
+        fam, p, x = modification_of(c)
         family, param = family or fam, param or p
         if not isinstance(x, (int, float)):
             x = 0.0
@@ -242,11 +237,11 @@ def group_robustness(clauses: Iterable[Mapping[str, Any]]) -> dict[tuple, list[d
         c = as_clause(c)
         if infer_property(c) != "robustness":
             continue
-        family, _, _ = parse_modification_name(c.get("modification"))
+        family, _, _ = modification_of(c)
         cfg = tuple(sorted((str(k), repr(v)) for k, v in (c.get("config") or {}).items()))
         groups[(c.get("method"), c.get("task"), cfg, family)].append(c)
     for items in groups.values():
-        items.sort(key=lambda c: _sort_value(parse_modification_name(c.get("modification"))[2]))
+        items.sort(key=lambda c: _sort_value(modification_of(c)[2]))
     return dict(groups)
 
 

@@ -26,7 +26,7 @@ import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nnw.plotdata import (CONTEXT_KEYS, SPEC_VERSION, DetectionFigure, PublishedCurve, RobustnessSeries, _f,
-                          as_clause, detection_figure, group_robustness, infer_property, parse_modification_name,
+                          as_clause, detection_figure, group_robustness, infer_property, modification_of,
                           published_curve, robustness_series)
 from nnw.spec.published import clause_rows
 
@@ -34,7 +34,7 @@ __all__ = ["png_bytes", "robustness_plot", "overwriting_plot", "insertion_time_p
            "fingerprint_plot", "integrity_plot", "clause_plot",
            # the data helpers, from nnw.plotdata
            "DetectionFigure", "PublishedCurve", "RobustnessSeries", "as_clause", "detection_figure",
-           "group_robustness", "infer_property", "parse_modification_name", "published_curve", "robustness_series"]
+           "group_robustness", "infer_property", "modification_of", "published_curve", "robustness_series"]
 
 
 # -- drawing -------------------------------------------------------------------------------------

@@ -256,8 +256,10 @@ def _allure(request, result, case):
             allure.dynamic.parameter(k, str(v))
     allure.attach(json.dumps(result.rows, indent=1, default=_jsonable), name="measured rows",
                   attachment_type=allure.attachment_type.JSON)
+    from nnw.checks.run import case_modification
+
     context = {} if case is None else {"method": case.method, "task": case.task, "config": case.config_dict,
-                                       "modification": case.modification, "property": case.property}
+                                       "modification": case_modification(case), "property": case.property}
     try:
         from nnw.plots import clause_plot
 

@@ -8,7 +8,7 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
-from nnw.plotdata import detection_figure, group_robustness, parse_modification_name, published_curve
+from nnw.plotdata import detection_figure, group_robustness, modification_of, published_curve
 from nnw.spec.published import clause_rows
 
 PROPERTY_TITLES = {
@@ -140,7 +140,7 @@ def robustness_section(items: list[dict[str, Any]], plots: Mapping[tuple, str]) 
         for gk in gkeys:
             for c in groups[gk]:
                 rows.append(_robustness_row(c))
-        param = parse_modification_name(fam_clauses[0].get("modification"))[1] or "Parameter"
+        param = modification_of(fam_clauses[0])[1] or "Parameter"
         fig_labels = sorted({detection_figure(c.get("method")).label for c in fam_clauses})
         decodes = any("ser" in r or "ber" in r for c in fam_clauses for r in c.get("rows") or [])
         header = ["model", "method", "configuration", param, " / ".join(fig_labels) + " per key", "spread over keys",
@@ -160,7 +160,7 @@ def robustness_section(items: list[dict[str, Any]], plots: Mapping[tuple, str]) 
 def _robustness_row(c: Mapping[str, Any]) -> list[str]:
     fig = detection_figure(c.get("method"))
     rows = c.get("rows") or []
-    family, param, value = parse_modification_name(c.get("modification"))
+    family, param, value = modification_of(c)
     det = [fig.value(r) for r in rows]
     marks = ["" if r.get("detected", True) else "✗" for r in rows]
     det_text = " / ".join(fmt(v) + m for v, m in zip(det, marks)) or "–"

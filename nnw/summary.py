@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from nnw.plotdata import parse_modification_name
+from nnw.plotdata import modification_of
 from nnw.report_tables import node_label
 from nnw.spec.published import clause_rows
 
@@ -12,7 +12,7 @@ from nnw.spec.published import clause_rows
 def _published(table: str | None, clause: dict[str, Any]) -> str:
     if not table or not clause.get("modification"):
         return ""
-    _, param, value = parse_modification_name(clause["modification"])
+    _, param, value = modification_of(clause)
     if param is None or not isinstance(value, (int, float)):
         return ""
     rows = clause_rows(table, task=clause.get("task"), config=clause.get("config"), **{param: float(value)})

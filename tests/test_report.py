@@ -64,7 +64,15 @@ def _clause(test, case, prop, verdict, message, measured, threshold, rows, *, me
             "title": title or f"{prop} of {method} on {task}", "verdict": verdict, "message": message,
             "measured": measured, "threshold": threshold, "rows": rows, "method": method, "task": task,
             "property": prop, "config": config if config is not None else {"alpha": 0, "N": 64},
-            "modification": modification, "table": table}
+            "table": table, **_modification_fields(modification)}
+
+
+def _modification_fields(name):
+    """A hand-written record's Modification fields, as the certificate carries them."""
+    from nnw.checks.result import modification_fields
+    from nnw.modifications import parse_modification
+
+    return modification_fields(parse_modification(name) if name else None)
 
 
 def _rob_rows(scores, errors, detected, threshold=0.207):
@@ -283,8 +291,10 @@ def checks_cert() -> dict:
     clauses = []
 
     def add(result, test, case, prop, modification=None):
+        from nnw.checks.result import modification_fields
+
         d = result.as_dict()  # as nnw.pytest_plugin.record_clause and ClauseCollector store it
-        d.update(method=method.name, task="ResNet8", config=dict(cfg), modification=modification, property=prop)
+        d.update(method=method.name, task="ResNet8", config=dict(cfg), property=prop, **modification_fields(modification))
         d = json.loads(json.dumps(d, default=str))
         d["nodeid"] = f"conformance/test_{test}.py::test_{test}[{case}]"
         clauses.append(d)
@@ -292,7 +302,7 @@ def checks_cert() -> dict:
     for p in (90, 10, 50):
         mod = parse_modification(f"pruning(P={p})")
         add(check_robustness(zoo, method, "ResNet8", cfg, mod, tolerance=0.1, table="11"),
-            "robustness", f"NCT-ResNet8-alpha0-pruning-P{p}", "robustness", mod.name)
+            "robustness", f"NCT-ResNet8-alpha0-pruning-P{p}", "robustness", mod)
     add(check_imperceptibility(zoo, method, "ResNet8", cfg, table="2"), "imperceptibility", "NCT-ResNet8-alpha0", "imperceptibility")
     add(check_false_alarms(zoo, method, "ResNet8", cfg, None),
         "false_alarms", "NCT-ResNet8-alpha0-unmodified", "false_alarms")
@@ -300,8 +310,7 @@ def checks_cert() -> dict:
         "overwriting", "NCT-ResNet8-overwriting", "overwriting")
     for mod in (None, parse_modification("pruning(P=10)")):
         add(check_integrity(zoo, method, "ResNet8", cfg, mod, model_seeds=[0, 1], key_seeds=[0, 1]), "integrity",
-            f"NCT-ResNet8-integrity-{'unmodified' if mod is None else mod.id}", "integrity",
-            None if mod is None else mod.name)
+            f"NCT-ResNet8-integrity-{'unmodified' if mod is None else mod.id}", "integrity", mod)
     cert = build_certificate(load_profile(str(TINY)), [method], "cpu", clauses)
     validate(cert)
     return cert
@@ -417,11 +426,18 @@ def test_module_entry_point(tmp_path, hand_cert):
 # ---------------------------------------------------------------------------------------------
 # figures
 # ---------------------------------------------------------------------------------------------
-def test_parse_modification_name():
-    assert plots.parse_modification_name("pruning(P=50)") == ("pruning", "P", 50)
-    assert plots.parse_modification_name("noise(S=0.01,layers=fc.weight)") == ("noise", "S", 0.01)
-    assert plots.parse_modification_name("distillation(E=1,T=4)") == ("distillation", "E", 1)
-    assert plots.parse_modification_name(None) == (None, None, None)
+def test_modification_of_reads_the_record_fields():
+    from nnw.checks.result import modification_fields
+    from nnw.modifications import make_modification
+
+    def of(family, **params):
+        return plots.modification_of(modification_fields(make_modification(family, **params)))
+
+    assert of("pruning", P=50) == ("pruning", "P", 50)
+    assert of("noise", S=0.01, layers="fc.weight") == ("noise", "S", 0.01)
+    assert of("distillation", E=1, T=4) == ("distillation", "E", 1)
+    assert plots.modification_of(modification_fields(None)) == (None, None, None)
+    assert plots.modification_of({"modification": "pruning(P=50)"}) == (None, None, None)  # never parsed
 
 
 def test_published_curves_follow_the_spec_tables():
@@ -474,17 +490,22 @@ def test_clause_plot_dispatches_on_every_clause_type(hand_cert, checks_cert):
 
 
 def test_clause_plot_of_a_bare_clause_result():
-    """What the plugin holds in ``record_clause``: a ClauseResult, the case given as context or
-    (robustness) read from the title."""
+    """What the plugin holds in ``record_clause``: a ClauseResult, the case given as context (the
+    Modification as its object; nothing is read from the title)."""
     from nnw.checks.result import ClauseResult
+    from nnw.modifications import make_modification
 
     r = ClauseResult("NNW-TEC §7.2.6", "Robustness of NCT against pruning(P=50) on ResNet8", "pass", "ok",
                      {}, ROB_THRESHOLD, _rob_rows([0.9, 0.8], [1.0, 2.0], [True, True]), "11")
-    c = plots.as_clause(r)
+    mod = make_modification("pruning", P=50)
+    c = plots.as_clause(r, method="NCT", task="ResNet8", modification=mod)
     assert (c["method"], c["task"], c["modification"]) == ("NCT", "ResNet8", "pruning(P=50)")
-    _png_size(plots.clause_plot(r))
+    assert (c["modification_family"], c["modification_params"]["P"]) == ("pruning", 50)
+    assert "method" not in plots.as_clause(r)  # not read from the title
+    with pytest.raises(TypeError, match="Modification object"):
+        plots.as_clause(r, modification="pruning(P=50)")
     _png_size(plots.clause_plot(r, method="NCT", task="ResNet8", config={"alpha": 0, "N": 64},
-                                modification="pruning(P=50)", property="robustness"))
+                                modification=mod, property="robustness"))
     with pytest.raises(TypeError, match="unknown context"):
         plots.clause_plot(r, colour="red")
     assert plots.clause_plot(ClauseResult("x", "y", "pass", "m")) is None

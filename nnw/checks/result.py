@@ -32,3 +32,14 @@ class ClauseResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def modification_fields(mod) -> dict[str, Any]:
+    """A clause record's Modification, as fields taken from the Modification object (never parsed
+    back from its name): ``modification`` (the canonical name), ``modification_family`` and
+    ``modification_params`` (the Parameter's values, spec names first; integral floats as ints).
+    All ``None`` for a clause on unmodified models."""
+    if mod is None:
+        return {"modification": None, "modification_family": None, "modification_params": None}
+    params = {str(k): int(v) if isinstance(v, float) and v.is_integer() else v for k, v in mod.params.items()}
+    return {"modification": mod.name, "modification_family": mod.family, "modification_params": params}

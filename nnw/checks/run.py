@@ -31,10 +31,9 @@ def nodeid(case) -> str:
 def check_case(zoo, methods: Mapping[str, Any], case) -> ClauseResult:
     """The clause of ``case`` evaluated on ``zoo`` (its profile gives every parameter)."""
     from nnw.cases import family_size
-    from nnw.modifications import parse_modification
 
     p, method, prop = zoo.profile, methods[case.method], case.property
-    mod = None if case.modification is None else parse_modification(case.modification)
+    mod = case_modification(case)
     if prop == "imperceptibility":
         from nnw.checks.imperceptibility import check_imperceptibility
 
@@ -88,13 +87,25 @@ def check_case(zoo, methods: Mapping[str, Any], case) -> ClauseResult:
     raise ValueError(f"no check for the property {prop!r}")
 
 
+def case_modification(case):
+    """The Modification object of ``case`` (None when unmodified): its canonical name, as the case
+    holds it, built by the one constructor of Modifications from names."""
+    from nnw.modifications import parse_modification
+
+    return None if case.modification is None else parse_modification(case.modification)
+
+
 def clause_record(result: ClauseResult, case) -> dict[str, Any]:
-    """The certificate's record of one clause: the result plus the case's fields (never parsed back)."""
+    """The certificate's record of one clause: the result plus the case's fields, the Modification's
+    family and Parameter values among them (:func:`nnw.checks.result.modification_fields`; never
+    parsed back)."""
+    from nnw.checks.result import modification_fields
     from nnw.clauses import clause_id
 
     data = result.as_dict()
-    data.update(method=case.method, task=case.task, config=case.config_dict, modification=case.modification,
-                property=case.property, clause_id=clause_id(case.property, case.modification))
+    data.update(method=case.method, task=case.task, config=case.config_dict, property=case.property,
+                **modification_fields(case_modification(case)),
+                clause_id=clause_id(case.property, case.modification))
     return data
 
 
