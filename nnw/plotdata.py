@@ -8,6 +8,7 @@ the Modification's ``modification_family``/``modification_params``).
 * :func:`as_clause` — a record as a dict with its case's fields;
 * :func:`modification_of` — family, Parameter and value of a record's Modification, read from
   its fields (``modification_family``, ``modification_params``; never parsed from a name);
+* :func:`identification_rows` — a fingerprint record's rows of one model each (no cross reads);
 * :func:`infer_property` — the record's property (its field, else guessed from its rows' keys);
 * :func:`detection_figure` — how a method's detection figure is read (spec data);
 * :func:`published_curve` — the published rows of a robustness table for a record
@@ -63,6 +64,13 @@ def modification_of(clause: Mapping[str, Any]) -> tuple[str | None, str | None, 
             value = int(value)
         return family, key, value
     return family, None, None
+
+
+def identification_rows(clause: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A fingerprint clause's rows of one model each: the unicity clause's ``kind == "identify"``
+    rows (its ``cross`` reads are kept beside them, one per pair of models); a robustness clause's
+    rows (no ``kind``) all."""
+    return [r for r in clause.get("rows") or [] if r.get("kind", "identify") == "identify"]
 
 
 def infer_property(clause: Mapping[str, Any]) -> str | None:

@@ -26,15 +26,15 @@ import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nnw.plotdata import (CONTEXT_KEYS, SPEC_VERSION, DetectionFigure, PublishedCurve, RobustnessSeries, _f,
-                          as_clause, detection_figure, group_robustness, infer_property, modification_of,
-                          published_curve, robustness_series)
+                          as_clause, detection_figure, group_robustness, identification_rows, infer_property,
+                          modification_of, published_curve, robustness_series)
 from nnw.spec.published import clause_rows
 
 __all__ = ["png_bytes", "robustness_plot", "overwriting_plot", "insertion_time_plot", "imperceptibility_plot", "false_alarm_plot",
            "fingerprint_plot", "integrity_plot", "clause_plot",
            # the data helpers, from nnw.plotdata
            "DetectionFigure", "PublishedCurve", "RobustnessSeries", "as_clause", "detection_figure",
-           "group_robustness", "infer_property", "modification_of", "published_curve", "robustness_series"]
+           "group_robustness", "identification_rows", "infer_property", "modification_of", "published_curve", "robustness_series"]
 
 
 # -- drawing -------------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def fingerprint_plot(result: Any) -> bytes:
     """Fingerprint matching scores per model (own entry vs best other entry; after a Modification:
     the score of the match, with the model's error)."""
     c = as_clause(result)
-    rows = c["rows"]
+    rows = identification_rows(c)  # one bar per model: not the unicity clause's cross reads
     fig, (ax,) = _figure(1, bottom=1.0)
     xs = list(range(len(rows)))
     ax.bar([x - 0.2 for x in xs], [_f(r.get("score")) or 0.0 for r in rows], 0.4, label="match score")

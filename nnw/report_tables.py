@@ -8,7 +8,7 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
-from nnw.plotdata import detection_figure, group_robustness, modification_of, published_curve
+from nnw.plotdata import detection_figure, group_robustness, identification_rows, modification_of, published_curve
 from nnw.spec.published import clause_rows
 
 PROPERTY_TITLES = {
@@ -257,7 +257,7 @@ def integrity_section(items: list[dict[str, Any]]) -> list[str]:
 
 
 def fingerprint_unicity_section(items: list[dict[str, Any]]) -> list[str]:
-    rows = [[fmt(c.get("task")), fmt(c.get("method")), str(len(c.get("rows") or [])),
+    rows = [[fmt(c.get("task")), fmt(c.get("method")), str(len(identification_rows(c))),
              fmt((c.get("measured") or {}).get("max_cross_score")), fmt(c.get("threshold")),
              esc(c["message"]), verdict_cell(c["verdict"])] for c in items]
     return [f"### Fingerprint unicity ({_clauses_text(items)})", ""] + md_table(

@@ -517,3 +517,14 @@ def test_overwriting_and_insertion_time_plots(checks_cert):
     _png_size(plots.insertion_time_plot([64, 512, 4096, 16144], [[0.01, 0.012], 0.02, 0.05, [0.2, 0.21, 0.19]]))
     with pytest.raises(ValueError, match="timings"):
         plots.insertion_time_plot([64, 512], [0.1])
+
+
+def test_fingerprint_unicity_counts_models_not_cross_reads():
+    from nnw.report_tables import fingerprint_unicity_section
+
+    rows = ([{"kind": "identify", "model": f"m{i}", "matched": f"m{i}", "score": 0.9} for i in range(3)]
+            + [{"kind": "cross", "model": "m0", "reference": f"m{i}", "matched": None, "score": 0.1} for i in (1, 2)])
+    c = _clause("fingerprinting", "NCT-ResNet8", "fingerprint_unicity", "pass", "ok", {}, {}, rows)
+    assert [r["model"] for r in plots.identification_rows(c)] == ["m0", "m1", "m2"]
+    assert "| 3 |" in "\n".join(fingerprint_unicity_section([c]))
+    _png_size(plots.fingerprint_plot(c))
