@@ -126,7 +126,7 @@ def check_fingerprint_unicity(zoo, method, task_name: str, config: Mapping[str, 
     detail = "; ".join(f"key {r['key_seed']}: {r['model']} identified as {r['matched']!r} (score {fmt(r['score'])})"
                        for r in wrong[:5])
     message = decision["message"] + (f" — {detail}" if detail else "")
-    threshold = {"match": "the method's matcher (NCT: Spearman one-sided 5%)", "nominal_cross_match_rate": nominal,
+    threshold = {"match": "the method's own matching rule", "nominal_cross_match_rate": nominal,
                  "level": st.get("alpha"), "max_miss_rate": pol["max_miss_rate"],
                  "clauses_in_family": clauses_in_family}
     return ClauseResult("NNW-TEC §5.3.1 Unicity", title, decision["verdict"], message, measured, threshold,

@@ -11,6 +11,9 @@ Two on-disk versions are accepted, both as distributed by the dataset's authors:
   + a raw byte payload), which it rebuilds itself with ``np.frombuffer``. Every other
   global, dtype, opcode or shape is refused with one error naming the file.
 * ``cifar-10-batches-bin``: records of 1 label byte + 3072 pixel bytes, no pickle.
+
+One module over 400 lines on purpose: the pickle batches are read by an opcode-level parser
+(they are never unpickled) whose checks belong beside the two formats it accepts.
 """
 
 from __future__ import annotations

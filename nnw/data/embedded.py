@@ -11,6 +11,9 @@ photo and its test items from the right 25%. Resampled crops keep 16 pixels clea
 each side of the boundary so interpolation never reads across it (``meta["boxes"]``
 records each item's source rectangle so the rule can be checked); street-scene
 textures are sliced from area-averaged pyramid levels and keep two level pixels clear.
+
+One module over 400 lines on purpose: the four embedded datasets share the photo loading,
+cropping and seeding code that makes them deterministic.
 """
 
 from __future__ import annotations

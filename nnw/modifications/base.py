@@ -19,6 +19,9 @@ Randomness: every random choice is drawn from a ``torch.Generator`` on the CPU,
 seeded per weight layer from ``(seed, layer name)`` (:func:`layer_generator`), so
 a layer's draw does not depend on which other layers are selected nor on the
 device the model lives on.
+
+One module over 400 lines on purpose: every Modification of the NNW-NNT table (and its
+name parser and registry) in one place, so the table reads as one list.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ through its running statistics and affine parameters); a sign flip needs odd ops
 average pooling, sums) — it is **not valid through ReLU, max pooling, sigmoid, GELU, SiLU**, so in
 ReLU networks the only valid flips are *into a BatchNorm*: a conv whose only user is a BatchNorm
 has its unit's weights and bias negated, the BatchNorm's running mean and γ negated.
+
+One module over 400 lines on purpose: the four transformations share one tracing of the
+network's channel spaces (torch.fx), which is most of the code.
 """
 from __future__ import annotations
 
