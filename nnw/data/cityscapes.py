@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from nnw.data.errors import DataRootError
+from nnw.data.errors import DataRootError, listed_files
 from nnw.data.imagefile import read_image
 from nnw.data.imageset import IGNORE_INDEX, ImageSet
 
@@ -121,15 +121,8 @@ def load_cityscapes(
     root = Path(root)
     photo_dir = root / "leftImg8bit" / split
     label_dir = root / "gtFine" / split
-    for folder in (photo_dir, label_dir):
-        if not folder.is_dir():
-            what = "Cityscapes root not found" if not root.is_dir() else "missing Cityscapes folder"
-            raise DataRootError(root if not root.is_dir() else folder, what, CITYSCAPES_LAYOUT)
-    photos = sorted(photo_dir.glob("*/*_leftImg8bit.png"))
-    if not photos:
-        raise DataRootError(photo_dir, "no *_leftImg8bit.png photos in", CITYSCAPES_LAYOUT)
-    if limit is not None:
-        photos = photos[:limit]
+    photos = listed_files(root, (photo_dir, label_dir), "*/*_leftImg8bit.png", "Cityscapes",
+                          "no *_leftImg8bit.png photos in", CITYSCAPES_LAYOUT, limit)
     xs, ys, stems = [], [], []
     for photo_path in photos:
         stem = photo_path.name[: -len("_leftImg8bit.png")]

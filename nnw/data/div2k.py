@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nnw.data.errors import DataRootError
+from nnw.data.errors import DataRootError, listed_files
 from nnw.data.imagefile import read_image
 from nnw.data.imageset import ImageSet
 
@@ -64,14 +64,7 @@ def load_div2k(
         raise ValueError(f"patches_per_image must be >= 1, received {patches_per_image}")
     root = Path(root)
     hr_dir = root / f"DIV2K_{split}_HR"
-    if not hr_dir.is_dir():
-        what = "DIV2K root not found" if not root.is_dir() else "missing DIV2K folder"
-        raise DataRootError(root if not root.is_dir() else hr_dir, what, DIV2K_LAYOUT)
-    hr_paths = sorted(hr_dir.glob("*.png"))
-    if not hr_paths:
-        raise DataRootError(hr_dir, "no HR .png images in", DIV2K_LAYOUT)
-    if limit is not None:
-        hr_paths = hr_paths[:limit]
+    hr_paths = listed_files(root, (hr_dir,), "*.png", "DIV2K", "no HR .png images in", DIV2K_LAYOUT, limit)
     lr_dir = root / f"DIV2K_{split}_LR_bicubic" / f"X{scale}"
     use_lr_files = lr_dir.is_dir()
     lr_patch = patch // scale

@@ -62,3 +62,19 @@ class UnsafeDataError(DataError):
         if hint:
             message += "\n" + hint
         super().__init__(message)
+
+
+def listed_files(root: Path, folders, pattern: str, name: str, none_found: str, layout: str,
+                 limit: int | None = None) -> list[Path]:
+    """The sorted files matching ``pattern`` in ``folders[0]``, at most ``limit``: one clear
+    :class:`DataRootError` when the root or any of ``folders`` is missing (``name``: the dataset's)
+    or when no file matches (``none_found``)."""
+    root = Path(root)
+    for folder in folders:
+        if not folder.is_dir():
+            what = f"{name} root not found" if not root.is_dir() else f"missing {name} folder"
+            raise DataRootError(root if not root.is_dir() else folder, what, layout)
+    files = sorted(folders[0].glob(pattern))
+    if not files:
+        raise DataRootError(folders[0], none_found, layout)
+    return files if limit is None else files[:limit]

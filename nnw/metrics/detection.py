@@ -327,15 +327,21 @@ def bit_error_rate(decoded: torch.Tensor | np.ndarray, expected: torch.Tensor | 
     Both inputs hold bits (0/1 or bool) and must have the same shape; any shape is accepted and
     all bits count (a batch of payloads gives the overall BER).
     """
-    d = torch.as_tensor(decoded).detach()
-    e = torch.as_tensor(expected).detach()
-    if d.shape != e.shape:
-        raise ValueError(f"BER needs equal shapes; received decoded {tuple(d.shape)} and expected {tuple(e.shape)}")
-    if d.numel() == 0:
-        raise ValueError("BER needs at least one bit; received empty tensors")
+    d, e = _paired(decoded, expected, "BER", "bit")
     db = _binary(d, "decoded")
     eb = _binary(e, "expected").to(db.device)
     return float((db != eb).sum().item()) / d.numel()
+
+
+def _paired(decoded, expected, rate: str, unit: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two inputs of an error rate as tensors of one shape, at least one element."""
+    d = torch.as_tensor(decoded).detach()
+    e = torch.as_tensor(expected).detach()
+    if d.shape != e.shape:
+        raise ValueError(f"{rate} needs equal shapes; received decoded {tuple(d.shape)} and expected {tuple(e.shape)}")
+    if d.numel() == 0:
+        raise ValueError(f"{rate} needs at least one {unit}; received empty tensors")
+    return d, e
 
 
 def symbol_error_rate(decoded_symbols: torch.Tensor | np.ndarray, expected_symbols: torch.Tensor | np.ndarray) -> float:
@@ -344,10 +350,5 @@ def symbol_error_rate(decoded_symbols: torch.Tensor | np.ndarray, expected_symbo
     Symbols are compared for equality (see ``nnw.payload.to_symbols`` to group bits). Same shape
     required.
     """
-    d = torch.as_tensor(decoded_symbols).detach()
-    e = torch.as_tensor(expected_symbols).detach()
-    if d.shape != e.shape:
-        raise ValueError(f"SER needs equal shapes; received decoded {tuple(d.shape)} and expected {tuple(e.shape)}")
-    if d.numel() == 0:
-        raise ValueError("SER needs at least one symbol; received empty tensors")
+    d, e = _paired(decoded_symbols, expected_symbols, "SER", "symbol")
     return float((d != e.to(d.device)).sum().item()) / d.numel()

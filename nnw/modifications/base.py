@@ -199,13 +199,19 @@ def layer_generator(seed: int, layer: str) -> torch.Generator:
 # --- parameter validation helpers (clear ValueErrors, spec names) --------------------------
 
 
+def _described(name: str, value: Any, kind, kind_text: str, low, high, what: str) -> tuple[str, str]:
+    """The parameter's description and range text; ValueError when ``value`` is not of ``kind``."""
+    desc = f"{name} ({what})" if what else name
+    rng = _range_text(low, high)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"expected {desc} to be {kind_text}{rng}, got {value!r} ({type(value).__name__})")
+    return desc, rng
+
+
 def check_real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                what: str = "") -> float:
     """Validate a finite real parameter in ``[low, high]``; return it as ``float``."""
-    desc = f"{name} ({what})" if what else name
-    rng = _range_text(low, high)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"expected {desc} to be a real number{rng}, got {value!r} ({type(value).__name__})")
+    desc, rng = _described(name, value, numbers.Real, "a real number", low, high, what)
     x = float(value)
     if not math.isfinite(x):
         raise ValueError(f"expected {desc} to be a finite real number{rng}, got {value!r}")
@@ -217,10 +223,7 @@ def check_real(name: str, value: Any, *, low: float | None = None, high: float |
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None,
               what: str = "") -> int:
     """Validate an integer parameter in ``[low, high]`` (floats and bools are rejected)."""
-    desc = f"{name} ({what})" if what else name
-    rng = _range_text(low, high)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"expected {desc} to be an integer{rng}, got {value!r} ({type(value).__name__})")
+    desc, rng = _described(name, value, numbers.Integral, "an integer", low, high, what)
     n = int(value)
     if (low is not None and n < low) or (high is not None and n > high):
         raise ValueError(f"expected {desc}{rng}, got {value!r}")
