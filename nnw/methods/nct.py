@@ -43,6 +43,9 @@ computed from n; Pearson is reported too. An unmarked model read at I gives rho 
 
 NCT has no payload bits: one mark identifies its Actor by *which Key detects it* (``config.actor``
 records the Actor for bookkeeping), so ``decode`` is not implemented (tags.decodes = False).
+
+One module over 400 lines on purpose: the key format, the index plan (gather/scatter by layer),
+insertion, detection and matching all read the same plan, which is most of the code.
 """
 from __future__ import annotations
 
