@@ -210,7 +210,6 @@ def family_size(profile: Profile, method, prop: str) -> int:
 
 
 # the former private names, still imported by nnw/stress.py
-_configs, _method_grid, _tid = configs, method_grid, case_id
 
 
 def run_profile(config):

@@ -76,7 +76,7 @@ def key_seeds(profile, attack) -> list[int]:
 def build_stress_cases(profile, methods: Iterable) -> dict[str, list[StressCase]]:
     """Every stress case: method × stress task × the first robustness configuration × attack, and one
     false-claim case per method × task. Only active, detecting classification methods apply."""
-    from nnw.cases import _configs, _method_grid, _tid
+    from nnw.cases import case_id, configs, method_grid
 
     out: dict[str, list[StressCase]] = {"attack": [], "false_claim": []}
     g = grid(profile)
@@ -87,17 +87,17 @@ def build_stress_cases(profile, methods: Iterable) -> dict[str, list[StressCase]
         tags = method.tags
         if tags.kind != "active" or not tags.detects or "classification" not in tags.tasks:
             continue
-        cfg, label = _configs(_method_grid(profile, method, "robustness"))[0]
+        cfg, label = configs(method_grid(profile, method, "robustness"))[0]
         for task in g.get("tasks", profile.classification_tasks):
             if profile.tasks[task]["task"] != "classification":
                 raise ValueError(f"stress task {task!r} is not a classification task (accuracy budget rule)")
-            group = _tid(method.name, task, label)
+            group = case_id(method.name, task, label)
             for mod in mods:
                 out["attack"].append(StressCase("attack", method.name, task, cfg, mod.name,
-                                                _tid(method.name, task, label, mod.id), group))
+                                                case_id(method.name, task, label, mod.id), group))
             if g.get("false_claims"):
                 out["false_claim"].append(StressCase("false_claim", method.name, task, cfg, None,
-                                                     _tid(method.name, task, label), group))
+                                                     case_id(method.name, task, label), group))
     return out
 
 

@@ -180,9 +180,7 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     assessable = [r for r in rows if r["useful"]]
     misses = [r for r in assessable if r["outcome"] == "missed"]
     decision = _miss_decision(pol, len(misses), len(assessable), clauses_in_family, "missed identification")
-    tol_rec = tolerance_record(tolerance, task.performance_keys)
-    tol_text = (f"{tol_rec['useful_error_rise_points']:g} points of error" if "useful_error_rise_points" in tol_rec
-                else f"{tol_rec['useful_error_tolerance_percent']:g}%")
+    tol_rec, tol_text = tolerance_record(tolerance, task.performance_keys)
     title = f"Robustness of the {method.name} fingerprint against {modification.name} on {task_name}"
     other = [p for p in pairs if p["reference"] != p["model"]]
     measured = {"score": [r["score"] for r in rows], "matched": [r["matched"] for r in rows],

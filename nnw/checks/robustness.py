@@ -41,13 +41,14 @@ def degradation(perf: Mapping[str, float], ref: Mapping[str, float], keys, toler
     return max(drops.values()), useful
 
 
-def tolerance_record(tolerance, keys) -> dict[str, float]:
-    """How a clause's certificate states its usefulness rule: points for the classification error
-    (an absolute rise), percent (eq. 2) for the other measures."""
+def tolerance_record(tolerance, keys) -> tuple[dict[str, float], str]:
+    """How a clause states its usefulness rule: the certificate's field (points for the
+    classification error, an absolute rise; percent, eq. 2, for the other measures) and its text."""
     k = keys[0]
+    value = 100 * for_measure(tolerance, k)
     if k in LOWER_IS_BETTER:
-        return {"useful_error_rise_points": 100 * for_measure(tolerance, k)}
-    return {"useful_error_tolerance_percent": 100 * for_measure(tolerance, k)}
+        return {"useful_error_rise_points": value}, f"{value:g} points of error"
+    return {"useful_error_tolerance_percent": value}, f"{value:g}%"
 
 
 @fail_on_misbehaviour
@@ -90,9 +91,7 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         measured["ber"] = [r.get("ber") for r in rows]
         measured["ser"] = [r.get("ser") for r in rows]
     title = f"Robustness of {method.name} against {modification.name} on {task_name}"
-    tol_rec = tolerance_record(tolerance, task.performance_keys)
-    tol_text = (f"{tol_rec['useful_error_rise_points']:g} points of error" if "useful_error_rise_points" in tol_rec
-                else f"{tol_rec['useful_error_tolerance_percent']:g}%")
+    tol_rec, tol_text = tolerance_record(tolerance, task.performance_keys)
     threshold = {**tol_rec, "detection": detection_criterion(method.name),
                  "max_miss_rate": pol["max_miss_rate"]}
     detail = "; ".join(f"seed {r['model_seed']} key {r['key_seed']}: missed (relative error {r['error_percent']:.2f}%, still useful: "

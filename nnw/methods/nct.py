@@ -511,11 +511,13 @@ class NCT(TraceabilityMethod):
         try:
             self._check_method(key)
             sizes = [int(np.prod(shape)) for _, shape in key.model_signature["weight_layers"]]
+            if not sizes or min(sizes) < 1:
+                return None
             indices = self.indices(key)
             if indices.numel() < 3 or int(indices.min()) < 0 or int(indices.max()) >= sum(sizes):
                 return None
             key.cache["plan"] = _build_plan(indices, sizes, key.config["key_seed"])
-        except (KeyError, TypeError, ValueError, KeyMismatchError):
+        except (KeyError, TypeError, ValueError, RuntimeError, KeyMismatchError):
             return None
         return key.cache["plan"]
 
