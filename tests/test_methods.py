@@ -158,7 +158,9 @@ def test_nct_selection_is_seeded_distinct_and_in_range() -> None:
 
 @settings(deadline=None, max_examples=20)
 @given(
-    n=st.integers(3, 2000),
+    # from 16: with 3 positions in 3 layers the within-layer ranks carry nothing (each layer's
+    # single value has quantile 1/2), so no detection is possible by the declared reading
+    n=st.integers(16, 2000),
     mode=st.sampled_from(["watermark", "fingerprint"]),
     alpha=st.integers(0, 100),
     actor=st.integers(0, 5),
