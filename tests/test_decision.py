@@ -103,6 +103,27 @@ def test_robustness_not_assessed_and_improvement_is_useful():
     assert better.verdict == "fail" and all(r["useful"] for r in better.rows)
 
 
+def test_a_value_beyond_the_useful_range_of_most_of_the_population_is_not_assessed_never_passed():
+    """3 useful of 9 with no miss cannot reach power 0.9 against a miss rate of 0.5 (1 − 0.5³ =
+    0.875): not assessed when most of the population is useless (beyond the useful range), but
+    inconclusive when most stayed useful; a miss among the useful ones still fails."""
+    kw = dict(nominal=0.0, alpha=0.01, power_at=0.5, target_power=0.9, what="missed detection")
+    assert D.missed_detections(0, 3, 9, **kw).verdict == "not assessed"
+    assert D.missed_detections(0, 3, 9, **kw).statistic["beyond_useful_range"] is True
+    assert D.missed_detections(0, 3, 5, **kw).verdict == "inconclusive"
+    assert D.missed_detections(0, 4, 9, **kw).verdict == "pass"
+    assert D.missed_detections(1, 3, 9, **kw).verdict == "fail"
+    assert D.missed_detections(0, 0, 9, **kw).verdict == "not assessed"
+    # the grade: such a value leaves the certificate complete only if its family is decided elsewhere
+    from nnw.certificate import grade
+
+    def clause(verdict, value):
+        return {"verdict": verdict, "nodeid": f"r[{value}]", "method": "X", "task": "T", "config": {},
+                "clause_id": "robustness/pruning"}
+    assert grade([clause("pass", 10), clause("not assessed", 90)])["grade"] == "conformant"
+    assert grade([clause("not assessed", 50), clause("not assessed", 90)])["grade"] == "incomplete"
+
+
 # -- imperceptibility ------------------------------------------------------------------------------
 def _pairs(rng, loss: float, m: int, d: int, noise: float = 0.01, n_test: int = 5000):
     pairs = []

@@ -101,6 +101,29 @@ def excess_rate(k: int, n: int, *, nominal: float, alpha: float, power_at: float
                     f"{power_at:g})", stat, pw)
 
 
+def missed_detections(k: int, useful: int, population: int, *, nominal: float, alpha: float, power_at: float,
+                      target_power: float, what: str, confidence: float = 0.95) -> Decision:
+    """Robustness of a population at one value of a Modification grid: :func:`excess_rate` on the k
+    misses among the ``useful`` Modified models (NNW-TEC §8: the mark must be found while the model
+    is still useful), out of ``population`` (M × D).
+
+    Where that test cannot decide (inconclusive: too few useful models for the stated power) *and*
+    fewer than half of the population stayed useful, the value lies beyond the useful range of most
+    of the population: *not assessed*, as when none stayed useful. It never passes; the grade then
+    requires the clause's family to be decided at another value of its grid. A miss among the
+    useful models still fails.
+    """
+    d = excess_rate(k, useful, nominal=nominal, alpha=alpha, power_at=power_at, target_power=target_power,
+                    what=what, confidence=confidence)
+    stat = {**d.statistic, "useful": useful, "population": population}
+    if d.verdict == INCONCLUSIVE and 2 * useful < population:
+        return Decision(NOT_ASSESSED, d.rule + "; not assessed where fewer than half of the Modified models stay "
+                        "useful and the useful ones cannot decide", f"only {useful} of the {population} Modified "
+                        f"models stayed useful: this value lies beyond the useful range of most of the population "
+                        f"({d.message})", {**stat, "beyond_useful_range": True}, d.power)
+    return Decision(d.verdict, d.rule, d.message, stat, d.power)
+
+
 # -- imperceptibility: non-inferiority of the marked population ------------------------------------
 def _t_quantile(q: float, df: int) -> float:
     return float(special.stdtrit(df, q))

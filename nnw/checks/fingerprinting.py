@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from nnw.checks.campaign import Read, fail_on_misbehaviour, run_blind
 from nnw.checks.common import fmt, unmarked_identity
-from nnw.checks.decision import FAIL, INCONCLUSIVE, NOT_ASSESSED, PASS, Decision, excess_rate
+from nnw.checks.decision import FAIL, INCONCLUSIVE, NOT_ASSESSED, PASS, Decision, excess_rate, missed_detections
 from nnw.checks.result import ClauseResult
 from nnw.checks.robustness import degradation, tolerance_record
 
@@ -59,7 +59,12 @@ def _extract(method, reads: list[Read], seed) -> dict[tuple, Any]:
     return {r["at"]: r["fingerprint"] for r in rows}
 
 
-def _miss_decision(pol, misses: int, n: int, clauses_in_family: int, what: str) -> Decision:
+def _miss_decision(pol, misses: int, n: int, clauses_in_family: int, what: str, population: int | None = None) -> Decision:
+    if population is not None:  # robustness: a Modified population, part of which may be beyond the useful range
+        return missed_detections(misses, n, population, nominal=float(pol["max_miss_rate"]),
+                                 alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
+                                 power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
+                                 what=what, confidence=float(pol["confidence"]))
     return excess_rate(misses, n, nominal=float(pol["max_miss_rate"]),
                        alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
                        power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
@@ -179,7 +184,8 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
         rows.append(row)
     assessable = [r for r in rows if r["useful"]]
     misses = [r for r in assessable if r["outcome"] == "missed"]
-    decision = _miss_decision(pol, len(misses), len(assessable), clauses_in_family, "missed identification")
+    decision = _miss_decision(pol, len(misses), len(assessable), clauses_in_family, "missed identification",
+                              population=len(rows))
     tol_rec, tol_text = tolerance_record(tolerance, task.performance_keys)
     title = f"Robustness of the {method.name} fingerprint against {modification.name} on {task_name}"
     other = [p for p in pairs if p["reference"] != p["model"]]

@@ -11,14 +11,15 @@ before the performance of the Modified models drops", so each marked model is
 
 Decision (:func:`nnw.checks.decision.excess_rate`): fail when the missed-detection rate among the
 assessable models is significantly above the profile's ``max_miss_rate``; pass only with the
-stated power against ``miss_rate_power_at``; *not assessed* when no model is assessable.
+stated power against ``miss_rate_power_at``; *not assessed* when no model is assessable, or when
+fewer than half are and they cannot decide (:func:`nnw.checks.decision.missed_detections`).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from nnw.checks.common import fmt, marked_identity
-from nnw.checks.decision import excess_rate
+from nnw.checks.decision import missed_detections
 from nnw.checks.overwriting import actor_recovery
 from nnw.checks.campaign import fail_on_misbehaviour, population_key_seed
 from nnw.checks.population import campaign
@@ -73,7 +74,7 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
         rows.append(row)
     useful = [r for r in rows if r["useful"]]
     misses = [r for r in useful if not r["detected"]]
-    decision = excess_rate(len(misses), len(useful), nominal=float(pol["max_miss_rate"]),
+    decision = missed_detections(len(misses), len(useful), len(rows), nominal=float(pol["max_miss_rate"]),
                            alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
                            power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
                            what="missed detection", confidence=float(pol["confidence"]))
