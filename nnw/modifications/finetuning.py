@@ -20,15 +20,26 @@ class FineTuning(Modification):
 
     family: ClassVar[str] = "finetuning"
     needs_training: ClassVar[bool] = True
+    #: E epochs are E − 1 epochs and one more, exactly (constant learning rate, data order per epoch,
+    #: optimizer state carried): the model cache builds ``finetuning(E)`` from ``finetuning(E − 1)``
+    resumes: ClassVar[str] = "E"
 
     def __init__(self, E: int) -> None:
         super().__init__({"E": check_int("E", E, low=1, high=1000, what="additional epochs")})
 
     def _modify(self, model: nn.Module, *, seed: int, context: ModificationContext | None) -> nn.Module | None:
-        task = context.task
-        context.train(model, task, epochs=self._params["E"], seed=10_000 + seed, device=context.device,
-                      lr=task.recipe.finetune_lr)
+        self.train_epochs(model, seed=seed, context=context)
         return None
+
+    def train_epochs(self, model: nn.Module, *, seed: int, context: ModificationContext, start_epoch: int = 0,
+                     optimizer_state=None) -> dict:
+        """Epochs ``start_epoch`` .. E − 1 of this fine-tuning, in place, resuming from
+        ``optimizer_state`` (that of the first ``start_epoch`` epochs); returns the optimizer state."""
+        task = context.task
+        result = context.train(model, task, epochs=self._params["E"], start_epoch=start_epoch,
+                               optimizer_state=optimizer_state, seed=10_000 + seed, device=context.device,
+                               lr=task.recipe.finetune_lr)
+        return result.optimizer_state
 
 
 __all__ = ["FineTuning"]
