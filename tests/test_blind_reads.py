@@ -304,6 +304,27 @@ def test_fingerprint_robustness_not_assessed_and_improvement_is_useful():
     assert better.verdict == "fail" and all(r["useful"] for r in better.rows)
 
 
+def test_fingerprint_robustness_draws_a_random_modification_anew_for_each_key():
+    """D Modified versions per model for a random Modification (as the marked population has), one
+    for a deterministic one; each row records the seed of the version it read."""
+    class SeededZoo(FpZoo):
+        def modified(self, task, model, modification, *, seed, identity, method, key):
+            return {**model, "modified": modification.name, "seed": seed}
+
+        def evaluate(self, task, model, identity):  # only one version in three stays useful
+            return {"top1": 0.8 if model.get("seed", 0) % 3 == 0 else 0.1}
+
+    fp = SyntheticFingerprinter(0.0, 0, 0.0)
+    res = check_fingerprint_robustness(SeededZoo(EMBEDDED), fp, "ResNet8", {}, NOISE, model_seeds=[0, 1, 2],
+                                       key_seeds=[0, 1, 2], tolerance=0.1)
+    seeds = {(r["model"], r["modification_seed"]) for r in res.rows}
+    assert len(seeds) == 9 and sum(r["useful"] for r in res.rows) == 3
+    # 3 useful of 9 cannot decide and most versions are useless: beyond the useful range, not a pass
+    assert res.verdict == "not assessed"
+    one = _fp_robustness(fp)  # FpZoo: the same model whatever the seed
+    assert len({(r["model"], r["modification_seed"]) for r in one.rows}) == 3 and one.verdict == "pass"
+
+
 def test_integrity_rule_on_the_population():
     fp = SyntheticFingerprinter()
     assert _integrity(fp).verdict == "pass"

@@ -22,7 +22,9 @@ database, a query against one entry), so the shape of a call does not tell them 
 **Robustness**: after a Modification, each still-useful model (eq. 2, :func:`nnw.checks.robustness.degradation`)
 is matched, with each of the D keys, against the database of the unmodified models and must be
 identified as its own entry; the missed-identification rate is decided like robustness's missed
-detections; *not assessed* when no Modified model is useful.
+detections (:func:`nnw.checks.decision.missed_detections`: *not assessed* when no Modified model is
+useful, or fewer than half and they cannot decide). A random weight Modification is drawn anew for
+each of the D keys (D Modified versions per model, as in the marked population).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import json
 import random
 from typing import Any, Mapping, Sequence
 
-from nnw.checks.campaign import Read, fail_on_misbehaviour, run_blind
+from nnw.checks.campaign import Read, fail_on_misbehaviour, model_digest, run_blind
 from nnw.checks.common import fmt, unmarked_identity
 from nnw.checks.decision import FAIL, INCONCLUSIVE, NOT_ASSESSED, PASS, Decision, excess_rate, missed_detections
 from nnw.checks.result import ClauseResult
@@ -138,6 +140,23 @@ def check_fingerprint_unicity(zoo, method, task_name: str, config: Mapping[str, 
                         ident + cross, decision=decision)
 
 
+def _modification_seeds(zoo, task_name: str, model, modification, s: int, key_seeds, identity) -> dict[int, int]:
+    """The seed of the Modified version of unmarked model ``s`` read with each of the D keys: a
+    random weight Modification (noise, random pruning) is drawn anew for each key, so the D reads
+    see D Modified versions, as the D marked versions of the robustness population do; a
+    deterministic one (the same model whatever the seed) and a training-based one (its cost) give
+    one Modified model per model seed. The first key's version is the never-marked model of the
+    false-alarm campaign (seed 1000 + s)."""
+    seeds = {k: 1000 + s for k in key_seeds}
+    if getattr(modification, "needs_training", False) or len(key_seeds) < 2:
+        return seeds
+    probe = [zoo.modified(task_name, model, modification, seed=x, identity=identity, method=None, key=None)
+             for x in (1000 + s, 1000 + s + 100_000)]
+    if model_digest(probe[0]) == model_digest(probe[1]):
+        return seeds
+    return {k: 1000 + s + 100_000 * i for i, k in enumerate(key_seeds)}
+
+
 @fail_on_misbehaviour
 def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[str, Any], modification, *,
                                  model_seeds: Sequence[int], tolerance, key_seeds: Sequence[int] | None = None,
@@ -150,19 +169,23 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
         key_seeds = [key_seed] if key_seed is not None else list(zoo.profile.key_seeds)
     models = {s: zoo.unmarked(task_name, s) for s in model_seeds}
     keys = _keys(method, models[model_seeds[0]][0], config, key_seeds)
-    modified, useful, err = {}, {}, {}
+    modified, useful, err = {}, {}, {}  # per (model seed, key): (Modified model, its seed), drop, usefulness
     for s, (model, record) in models.items():
         identity = unmarked_identity(task_name, s)
-        modified[s] = zoo.modified(task_name, model, modification, seed=1000 + s, identity=identity, method=method,
-                                   key=keys[key_seeds[0]])
-        perf = zoo.evaluate(task_name, modified[s], {**identity, "modification": modification.cache_id,
-                                                     "seed": 1000 + s})
-        err[s], useful[s] = degradation(perf, record["performance"], task.performance_keys, tolerance)
+        built = {}
+        for k, seed in _modification_seeds(zoo, task_name, model, modification, s, key_seeds, identity).items():
+            if seed not in built:
+                m = zoo.modified(task_name, model, modification, seed=seed, identity=identity, method=method,
+                                 key=keys[key_seeds[0]])
+                perf = zoo.evaluate(task_name, m, {**identity, "modification": modification.cache_id, "seed": seed})
+                built[seed] = (m, *degradation(perf, record["performance"], task.performance_keys, tolerance))
+            m, err[(s, k)], useful[(s, k)] = built[seed]
+            modified[(s, k)] = (m, seed)
     tag = ("robustness", task_name, method.name, json.dumps(dict(config), sort_keys=True, default=str),
            modification.cache_id)
     # the database and the queries are extracted in one blind campaign: a method cannot tell them apart
     fps = _extract(method, [Read(models[s][0], keys[k], {"at": ("db", k, s)}) for k in key_seeds for s in model_seeds]
-                   + [Read(modified[s], keys[k], {"at": ("query", k, s)}) for k in key_seeds for s in model_seeds], tag)
+                   + [Read(modified[(s, k)][0], keys[k], {"at": ("query", k, s)}) for k in key_seeds for s in model_seeds], tag)
     dbs = {k: {_name(s): fps[("db", k, s)] for s in model_seeds} for k in key_seeds}
     reads = []
     for k in key_seeds:
@@ -177,8 +200,9 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     rows = []
     for r in (r for r in out if r["kind"] == "identify"):
         s = model_seeds[[_name(x) for x in model_seeds].index(r["model"])]
+        sk = (s, r["key_seed"])
         row = {"model": r["model"], "key_seed": r["key_seed"], "matched": r["matched"], "score": r["score"],
-               "error_percent": 100 * err[s], "useful": useful[s]}
+               "modification_seed": modified[sk][1], "error_percent": 100 * err[sk], "useful": useful[sk]}
         row["outcome"] = ("not assessable" if not row["useful"] else
                           "identified" if row["matched"] == row["model"] else "missed")
         rows.append(row)
