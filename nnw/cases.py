@@ -233,3 +233,14 @@ def run_methods(config) -> dict:
         except MethodLoadError as e:
             raise pytest.UsageError(f"--nnw-method: {e}") from None
     return config._nnw_methods
+
+
+def schedule_rank(case: Case, profile) -> int:
+    """Where a clause goes in the run's order (longest first, so that xdist workers finish together):
+    0, the imperceptibility of the tasks judged on imperceptibility alone (each builds its own
+    population of unmarked and marked models, shared with nothing else); 1, the other
+    imperceptibility clauses (they build the marked populations the robustness clauses share);
+    2, everything else."""
+    if case.property == "imperceptibility":
+        return 0 if case.task not in profile.classification_tasks else 1
+    return 2

@@ -59,6 +59,10 @@ def pytest_configure(config):
     from nnw.stress import StressCollector  # adversarial stress: its own certificate section (nnw.stress)
 
     config.pluginmanager.register(StressCollector(config), "nnw-stress-collector")
+    # xdist's load scheduling hands each worker a chunk of a quarter of its share at once; one item at
+    # a time instead lets the longest items, put first (pytest_collection_modifyitems), spread out
+    if getattr(config.option, "maxschedchunk", "absent") is None:
+        config.option.maxschedchunk = 1
 
 
 # -- session state ------------------------------------------------------------------------
@@ -105,10 +109,27 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize(name, params)
 
 
+def _schedule(items) -> None:
+    """Longest first (the order of a run never changes its numbers, only how well the workers share
+    it): the clauses that build whole populations of their own come first (nnw.cases.schedule_rank)."""
+    from nnw.cases import schedule_rank
+
+    def rank(item):
+        case = next((v for v in getattr(getattr(item, "callspec", None), "params", {}).values()
+                     if hasattr(v, "property") and hasattr(v, "task")), None)
+        return schedule_rank(case, _profile(item.config)) if case is not None else 9
+
+    items[:] = sorted(items, key=rank)  # stable: the collection order within a rank
+
+
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: an entry matching only deselected items is unmatched
 def pytest_collection_modifyitems(config, items):
-    """Declared deviations (nnw.deviations): the built-in methods' own, and the submitter's file."""
+    """Declared deviations (nnw.deviations): the built-in methods' own, and the submitter's file;
+    the clauses that build the most run first (:func:`_schedule`)."""
     from nnw.deviations import DeviationsError, builtin, load
+
+    if any(i.get_closest_marker("nnw_clause") for i in items):
+        _schedule(items)
 
     path = config.getoption("--nnw-xfails-file")
     try:
