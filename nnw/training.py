@@ -164,7 +164,19 @@ def augment_batch(x: torch.Tensor, mode: str, g: torch.Generator) -> torch.Tenso
     return x
 
 
-def train(
+def train(model: torch.nn.Module, task: Any, **kwargs: Any) -> TrainResult:
+    """Train ``model`` in place (see :func:`_train` for the arguments). The stochastic layers
+    (dropout: Pix2pix, DeepLabV3's ASPP) draw from the global RNG, which is seeded at the start of
+    every epoch from (seed, epoch) inside a fork of it: the result depends on the seeds alone, not
+    on what ran before in the process (test order, xdist workers), and a resumed run (``start_epoch``)
+    equals an uninterrupted one; the caller's RNG state is left as it was."""
+    device = kwargs.get("device")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _train(model, task, **kwargs)
+
+
+def _train(
     model: torch.nn.Module,
     task: Any,
     *,
@@ -224,6 +236,7 @@ def train(
         for h in hooks:
             h.on_epoch_start(model, epoch, ctx)
         g = _epoch_generator(seed, epoch, device)
+        torch.manual_seed((seed * 1_000_003 + epoch * 7919 + 23) % (2**63 - 1))  # dropout masks
         perm = torch.randperm(n, generator=g, device=g.device).to(device)
         running = torch.zeros((), device=device)
         te = time.perf_counter()

@@ -531,3 +531,27 @@ def test_channels_last_training_keeps_the_model_layout_and_resumes_exactly(task)
     _assert_same(_state(full), _state(resumed))
     plain = replace(task, recipe=replace(task.recipe, channels_last=False))
     torch.testing.assert_close(task.predict(full, task.test.x), plain.predict(full, task.test.x), atol=1e-4, rtol=1e-4)
+
+
+def test_dropout_models_train_the_same_whatever_ran_before():
+    """Pix2pix has dropout: its masks come from the global RNG, seeded per (seed, epoch) inside a
+    fork, so the trained model depends on the seeds alone (not on the test order or the xdist
+    worker), and the caller's RNG state is untouched."""
+    from pathlib import Path
+
+    from nnw.profile import load_profile
+    from nnw.tasks import build_task
+    from nnw.training import train
+
+    tiny = load_profile(str(Path(__file__).parent.parent / "fixtures" / "profiles" / "tiny.json"))
+    task = build_task("Pix2pix", tiny.tasks["Pix2pix"])
+    assert any(isinstance(m, torch.nn.Dropout) for m in task.build_model(0).modules())
+    states = []
+    for before in (1, 2):
+        torch.manual_seed(before)  # another history of the process
+        model = task.build_model(0)
+        state = torch.get_rng_state()
+        train(model, task, seed=3, device="cpu")
+        assert torch.equal(torch.get_rng_state(), state)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
