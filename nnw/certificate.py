@@ -67,8 +67,10 @@ def grade(clauses: list[dict[str, Any]], missing: list[str] = (), *, policy_chan
     # passes, and it leaves the grade incomplete unless the same family was decided at another value
     # of the grid on the same population (the value lies beyond the useful range, as the spec's own
     # tables have such values)
-    def family(c):
-        return (c.get("method"), c.get("task"), json.dumps(c.get("config"), sort_keys=True), c.get("clause_id"))
+    def family(c):  # the same clause of the same Modification family (fingerprint robustness has one clause
+        # id for every family: without the family, a decided noise clause would excuse undecided distillation)
+        return (c.get("method"), c.get("task"), json.dumps(c.get("config"), sort_keys=True), c.get("clause_id"),
+                c.get("modification_family"))
 
     decided = {family(c) for c in clauses if c["verdict"] in ("pass", "fail", "known failure")}
     beyond = [c.get("nodeid") for c in clauses if c["verdict"] == "not assessed" and family(c) in decided]

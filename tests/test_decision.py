@@ -122,6 +122,11 @@ def test_a_value_beyond_the_useful_range_of_most_of_the_population_is_not_assess
                 "clause_id": "robustness/pruning"}
     assert grade([clause("pass", 10), clause("not assessed", 90)])["grade"] == "conformant"
     assert grade([clause("not assessed", 50), clause("not assessed", 90)])["grade"] == "incomplete"
+    # fingerprint robustness has one clause id for every Modification family: a decided noise value
+    # does not excuse an undecided distillation
+    fp = [{**clause("pass", 1), "clause_id": "fingerprint_robustness", "modification_family": "noise"},
+          {**clause("not assessed", 3), "clause_id": "fingerprint_robustness", "modification_family": "distillation"}]
+    assert grade(fp)["grade"] == "incomplete"
 
 
 # -- imperceptibility ------------------------------------------------------------------------------
