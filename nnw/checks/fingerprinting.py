@@ -62,15 +62,12 @@ def _extract(method, reads: list[Read], seed) -> dict[tuple, Any]:
 
 
 def _miss_decision(pol, misses: int, n: int, clauses_in_family: int, what: str, population: int | None = None) -> Decision:
-    if population is not None:  # robustness: a Modified population, part of which may be beyond the useful range
-        return missed_detections(misses, n, population, nominal=float(pol["max_miss_rate"]),
-                                 alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
-                                 power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
-                                 what=what, confidence=float(pol["confidence"]))
-    return excess_rate(misses, n, nominal=float(pol["max_miss_rate"]),
-                       alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
-                       power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
-                       what=what, confidence=float(pol["confidence"]))
+    """The missed-detection rule; with ``population`` (robustness: a Modified population, part of
+    which may lie beyond the useful range) :func:`missed_detections`, else :func:`excess_rate`."""
+    kw = dict(nominal=float(pol["max_miss_rate"]), alpha=float(pol["family_alpha"]) / max(1, clauses_in_family),
+              power_at=float(pol["miss_rate_power_at"]), target_power=float(pol["power_target"]),
+              what=what, confidence=float(pol["confidence"]))
+    return excess_rate(misses, n, **kw) if population is None else missed_detections(misses, n, population, **kw)
 
 
 def combine(parts: Mapping[str, Decision]) -> dict[str, Any]:
@@ -140,21 +137,22 @@ def check_fingerprint_unicity(zoo, method, task_name: str, config: Mapping[str, 
                         ident + cross, decision=decision)
 
 
-def _modification_seeds(zoo, task_name: str, model, modification, s: int, key_seeds, identity) -> dict[int, int]:
+def _modification_seeds(zoo, task_name: str, model, modification, s: int, key_seeds,
+                        identity) -> tuple[dict[int, int], dict[int, Any]]:
     """The seed of the Modified version of unmarked model ``s`` read with each of the D keys: a
     random weight Modification (noise, random pruning) is drawn anew for each key, so the D reads
     see D Modified versions, as the D marked versions of the robustness population do; a
     deterministic one (the same model whatever the seed) and a training-based one (its cost) give
     one Modified model per model seed. The first key's version is the never-marked model of the
-    false-alarm campaign (seed 1000 + s)."""
+    false-alarm campaign (seed 1000 + s). Also returns the Modified models the probe built, by seed."""
     seeds = {k: 1000 + s for k in key_seeds}
     if getattr(modification, "needs_training", False) or len(key_seeds) < 2:
-        return seeds
-    probe = [zoo.modified(task_name, model, modification, seed=x, identity=identity, method=None, key=None)
-             for x in (1000 + s, 1000 + s + 100_000)]
-    if model_digest(probe[0]) == model_digest(probe[1]):
-        return seeds
-    return {k: 1000 + s + 100_000 * i for i, k in enumerate(key_seeds)}
+        return seeds, {}
+    probe = {x: zoo.modified(task_name, model, modification, seed=x, identity=identity, method=None, key=None)
+             for x in (1000 + s, 1000 + s + 100_000)}
+    if len({model_digest(m) for m in probe.values()}) == 1:
+        return seeds, {1000 + s: probe[1000 + s]}
+    return {k: 1000 + s + 100_000 * i for i, k in enumerate(key_seeds)}, probe
 
 
 @fail_on_misbehaviour
@@ -173,10 +171,13 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
     for s, (model, record) in models.items():
         identity = unmarked_identity(task_name, s)
         built = {}
-        for k, seed in _modification_seeds(zoo, task_name, model, modification, s, key_seeds, identity).items():
+        seeds, probed = _modification_seeds(zoo, task_name, model, modification, s, key_seeds, identity)
+        for k, seed in seeds.items():
             if seed not in built:
-                m = zoo.modified(task_name, model, modification, seed=seed, identity=identity, method=method,
-                                 key=keys[key_seeds[0]])
+                m = probed.get(seed)
+                if m is None:
+                    m = zoo.modified(task_name, model, modification, seed=seed, identity=identity, method=method,
+                                     key=keys[key_seeds[0]])
                 perf = zoo.evaluate(task_name, m, {**identity, "modification": modification.cache_id, "seed": seed})
                 built[seed] = (m, *degradation(perf, record["performance"], task.performance_keys, tolerance))
             m, err[(s, k)], useful[(s, k)] = built[seed]
