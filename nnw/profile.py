@@ -66,6 +66,14 @@ class Profile:
     def key_seeds(self) -> list[int]:
         return list(self.data["key_seeds"])
 
+    def model_seeds_of(self, task: str) -> list[int]:
+        """M for ``task``: its own ``population.model_seeds`` when the profile gives one, else the profile's."""
+        return list(self.tasks.get(task, {}).get("population", {}).get("model_seeds", self.data["model_seeds"]))
+
+    def key_seeds_of(self, task: str) -> list[int]:
+        """D for ``task``: its own ``population.key_seeds`` when the profile gives one, else the profile's."""
+        return list(self.tasks.get(task, {}).get("population", {}).get("key_seeds", self.data["key_seeds"]))
+
     @property
     def thresholds(self) -> dict[str, float]:
         return self.data["thresholds"]

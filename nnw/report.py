@@ -68,7 +68,9 @@ def _header(cert: Mapping[str, Any]) -> list[str]:
         ["profile", f"{esc(prof['name'])} (`{esc(prof['source'])}`"
                     + (f", sha256 `{prof['sha256'][:12]}`" if prof.get("sha256") else "") + ")"],
         ["environment", ", ".join(f"{k} {esc(str(v))}" for k, v in env.items())],
-        ["seeds", f"models {fmt(seeds.get('model_seeds'))}; keys {fmt(seeds.get('key_seeds'))}"],
+        ["seeds", f"models {fmt(seeds.get('model_seeds'))}; keys {fmt(seeds.get('key_seeds'))}"
+                  + "".join(f"; {esc(t)}: models {fmt(v.get('model_seeds'))}, keys {fmt(v.get('key_seeds'))}"
+                            for t, v in (seeds.get("tasks") or {}).items())],
         ["verdict", f"**{summary['verdict'].upper()}** — {count_text} ({total} clause{'s' if total != 1 else ''})"],
     ])
     return lines

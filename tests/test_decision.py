@@ -19,7 +19,7 @@ from nnw.methods.base import Detection
 from nnw.methods.registry import get_method
 from synthetic import SyntheticDetector, SyntheticZoo
 from nnw.modifications import parse_modification
-from nnw.profile import load_profile
+from nnw.profile import Profile, load_profile
 
 EMBEDDED = load_profile("embedded")
 
@@ -64,7 +64,9 @@ def test_a_calibrated_detector_passes_the_false_alarm_clause():
 def test_a_lying_detector_fails_and_a_small_null_is_inconclusive():
     assert set(_fa_verdicts(1.0, 2)) == {"fail"}
     tiny = load_profile("embedded")
-    small = SimpleNamespace(model_seeds=[0, 1], key_seeds=[0], decisions={**tiny.decisions, "null_keys": 20})
+    small = Profile(name="small", source="<test>",
+                    data={**tiny.data, "model_seeds": [0, 1], "key_seeds": [0],
+                          "decisions": {**tiny.decisions, "null_keys": 20}})
     (v,) = _fa_verdicts(0.05, 1, profile=small)
     assert v == "inconclusive"
 

@@ -13,7 +13,7 @@ the standard prescribes (NNW-NNT: M unmarked models, each with D marked versions
 The method never learns which kind of read it serves: the runner hands it a copy of the
 model (checked unchanged after every call), in an order shuffled with a seed, through the same
 call site, in a thread of its own (its stack shows the runner, not the clause). After each
-call it checks the model's digest (a method that changes what it is given fails with a clear
+call it checks the model unchanged, bit for bit (a method that changes what it is given fails with a clear
 message) and that the Detection holds a finite score and a boolean verdict.
 
 The same runner serves every other read of a model by the method (``operation``): fingerprint
@@ -70,8 +70,40 @@ def _hash_tensor(h, t: torch.Tensor, shape: bool = False) -> None:
     h.update(str(t.dtype).encode())
     if shape:  # a bare tensor (a fingerprint): its shape counts too
         h.update(repr(tuple(t.shape)).encode())
-    h.update(np.ascontiguousarray(t.contiguous().view(torch.uint8).numpy() if t.dtype == torch.bfloat16
-                                  else t.contiguous().numpy()).tobytes())
+    t = t.contiguous()
+    h.update((t.view(torch.uint8) if t.dtype == torch.bfloat16 else t).numpy())  # its buffer, not a copy
+
+
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as integers of its width: equal means bit for bit (NaN equals itself, -0.0 differs from 0.0)."""
+    t = t.detach()
+    return t.view(_BITS[t.element_size()]) if t.is_floating_point() else t
+
+
+def _snapshot(obj: Any) -> Any:
+    """What :func:`_unchanged` compares against: a module's state (names and bit-exact clones of its
+    tensors); any other object's :func:`model_digest`."""
+    if isinstance(obj, torch.nn.Module):
+        return [(name, t.dtype, _bits(t).clone()) for name, t in obj.state_dict().items()]
+    return model_digest(obj)
+
+
+def _unchanged(obj: Any, snap: Any) -> bool:
+    """Whether ``obj`` still holds exactly its snapshot: same state names, dtypes, shapes and bits
+    (a module: tensor by tensor, ~3x cheaper than hashing it); else the same digest."""
+    if not isinstance(snap, list):
+        return model_digest(obj) == snap
+    state = obj.state_dict()
+    if len(state) != len(snap):
+        return False
+    for (name, t), (name0, dtype0, bits0) in zip(state.items(), snap):
+        if name != name0 or t.dtype != dtype0 or t.shape != bits0.shape or t.device != bits0.device \
+                or not torch.equal(_bits(t), bits0):
+            return False
+    return True
 
 
 @dataclass
@@ -117,7 +149,7 @@ def run_blind(method, reads: Sequence[Read], *, prepare: Callable | None = None,
 def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed: int,
                decode: bool = False, operation: str = "detect", key_errors: bool = False) -> list[dict[str, Any]]:
     """Run every read through ``method.<operation>``, blind: copies, in an order shuffled with
-    ``seed``, each checked by digest after the call.
+    ``seed``, each checked unchanged (bit for bit) after the call.
 
     Returns one row per read, in the order of ``reads``: its ``info`` plus, by operation,
 
@@ -136,14 +168,14 @@ def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed:
     rng = random.Random(seed)
     order = list(range(len(reads)))
     rng.shuffle(order)
-    digests: dict[int, str] = {}
+    snapshots: dict[int, Any] = {}
     copies: dict[int, Any] = {}
     rows: list[dict[str, Any] | None] = [None] * len(reads)
     for i in order:
         read = reads[i]
         ref = id(read.model)
-        if ref not in digests:
-            digests[ref] = model_digest(read.model)
+        if ref not in snapshots:
+            snapshots[ref] = _snapshot(read.model)
         work = copies.get(ref)
         if work is None:  # the method reads a copy; it is checked after every call, so it stays pristine
             work = copies[ref] = copy.deepcopy(read.model)
@@ -160,7 +192,7 @@ def _run_blind(method, reads: Sequence[Read], *, prepare: Callable | None, seed:
                 raise
             row = {"key_fits": False, "detected": False, "score": None, "threshold": None, "p_value": None,
                    "note": f"key does not fit the attacked model: {exc}"}
-        if model_digest(work) != digests[ref]:
+        if not _unchanged(work, snapshots[ref]):
             raise MethodMisbehaved(f"{method.name} changed the model it was given to {_VERB[operation]}: "
                                    f"{_WHO[operation]} must read the model, never modify it")
         rows[i] = {**read.info, **row}

@@ -61,6 +61,22 @@ def _extract(method, reads: list[Read], seed) -> dict[tuple, Any]:
     return {r["at"]: r["fingerprint"] for r in rows}
 
 
+def _cached_reads(zoo, method, task_name: str, what: Mapping[str, Any], run) -> list[dict[str, Any]]:
+    """``run()``'s rows (the blind matches of one clause), kept in the model cache like a campaign's:
+    deterministic given the method's code, the models, the Keys and the Modification's seeds, so a
+    warm run neither extracts nor matches again."""
+    if getattr(zoo, "cache", None) is None:  # a zoo without a model cache (the suite's own tests)
+        return run()
+    from nnw.methods.identity import method_identity
+    from nnw.zoo import RECIPE_VERSION
+
+    spec = {"kind": "fingerprint-reads", "recipe_version": RECIPE_VERSION, "task": zoo.task(task_name).spec(),
+            **method_identity(method), **json.loads(json.dumps(dict(what), default=str)), "numerics": zoo.numerics,
+            "name": f"fingerprint {what['clause']} {task_name} {method.name}"}
+    _, record = zoo.cache.get_or_build(spec, lambda: ({}, {"rows": run()}))
+    return [dict(r) for r in record["rows"]]
+
+
 def _miss_decision(pol, misses: int, n: int, clauses_in_family: int, what: str, population: int | None = None) -> Decision:
     """The missed-detection rule; with ``population`` (robustness: a Modified population, part of
     which may lie beyond the useful range) :func:`missed_detections`, else :func:`excess_rate`."""
@@ -95,21 +111,27 @@ def check_fingerprint_unicity(zoo, method, task_name: str, config: Mapping[str, 
     first = models[model_seeds[0]]
     extra = max(0, int(pol["null_keys"]) - len(key_seeds))
     all_seeds = list(key_seeds) + [EXTRA_KEY_SEED + j for j in range(extra)]
-    zoo.progress(f"fingerprinting {len(models)} {task_name} models with {len(all_seeds)} {method.name} keys")
-    keys = _keys(method, first, config, all_seeds)
     tag = ("unicity", task_name, method.name, json.dumps(dict(config), sort_keys=True, default=str))
-    fps = _extract(method, [Read(models[s], keys[k], {"at": (k, s)}) for k in all_seeds for s in model_seeds], tag)
-    dbs = {k: {_name(s): fps[(k, s)] for s in model_seeds} for k in all_seeds}
-    rng = random.Random(_seed("pairs", *tag))
-    reads = [Read(fps[(k, s)], dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)}, keys[k])
-             for k in key_seeds for s in model_seeds]
-    for k in all_seeds:
-        for i, a in enumerate(model_seeds):
-            for b in model_seeds[i + 1:]:
-                q, r = (a, b) if rng.random() < 0.5 else (b, a)  # one direction per pair: independent comparisons
-                reads.append(Read(fps[(k, q)], {_name(r): dbs[k][_name(r)]},
-                                  {"kind": "cross", "key_seed": k, "model": _name(q), "reference": _name(r)}, keys[k]))
-    rows = run_blind(method, reads, seed=_seed("match", *tag), operation="match")
+
+    def reads_of_the_clause() -> list[dict[str, Any]]:
+        zoo.progress(f"fingerprinting {len(models)} {task_name} models with {len(all_seeds)} {method.name} keys")
+        keys = _keys(method, first, config, all_seeds)
+        fps = _extract(method, [Read(models[s], keys[k], {"at": (k, s)}) for k in all_seeds for s in model_seeds], tag)
+        dbs = {k: {_name(s): fps[(k, s)] for s in model_seeds} for k in all_seeds}
+        rng = random.Random(_seed("pairs", *tag))
+        reads = [Read(fps[(k, s)], dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)}, keys[k])
+                 for k in key_seeds for s in model_seeds]
+        for k in all_seeds:
+            for i, a in enumerate(model_seeds):
+                for b in model_seeds[i + 1:]:
+                    q, r = (a, b) if rng.random() < 0.5 else (b, a)  # one direction per pair: independent comparisons
+                    reads.append(Read(fps[(k, q)], {_name(r): dbs[k][_name(r)]},
+                                      {"kind": "cross", "key_seed": k, "model": _name(q), "reference": _name(r)}, keys[k]))
+        return run_blind(method, reads, seed=_seed("match", *tag), operation="match")
+
+    rows = _cached_reads(zoo, method, task_name, {"clause": "unicity", "config": tag[3], "model_seeds": list(model_seeds),
+                                                  "key_seeds": list(key_seeds), "all_key_seeds": all_seeds},
+                         reads_of_the_clause)
     ident = [r for r in rows if r["kind"] == "identify"]
     cross = [r for r in rows if r["kind"] == "cross"]
     wrong = [r for r in ident if r["matched"] != r["model"]]
@@ -184,19 +206,28 @@ def check_fingerprint_robustness(zoo, method, task_name: str, config: Mapping[st
             modified[(s, k)] = (m, seed)
     tag = ("robustness", task_name, method.name, json.dumps(dict(config), sort_keys=True, default=str),
            modification.cache_id)
-    # the database and the queries are extracted in one blind campaign: a method cannot tell them apart
-    fps = _extract(method, [Read(models[s][0], keys[k], {"at": ("db", k, s)}) for k in key_seeds for s in model_seeds]
-                   + [Read(modified[(s, k)][0], keys[k], {"at": ("query", k, s)}) for k in key_seeds for s in model_seeds], tag)
-    dbs = {k: {_name(s): fps[("db", k, s)] for s in model_seeds} for k in key_seeds}
-    reads = []
-    for k in key_seeds:
-        for s in model_seeds:
-            q = fps[("query", k, s)]
-            reads.append(Read(q, dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)}, keys[k]))
-            for r in model_seeds:  # one entry at a time, as unicity asks too (the Modified model's matches)
-                reads.append(Read(q, {_name(r): dbs[k][_name(r)]},
-                                  {"kind": "pair", "key_seed": k, "model": _name(s), "reference": _name(r)}, keys[k]))
-    out = run_blind(method, reads, seed=_seed("match", *tag), operation="match")
+
+    def reads_of_the_clause() -> list[dict[str, Any]]:
+        # the database and the queries are extracted in one blind campaign: a method cannot tell them apart
+        fps = _extract(method, [Read(models[s][0], keys[k], {"at": ("db", k, s)}) for k in key_seeds for s in model_seeds]
+                       + [Read(modified[(s, k)][0], keys[k], {"at": ("query", k, s)})
+                          for k in key_seeds for s in model_seeds], tag)
+        dbs = {k: {_name(s): fps[("db", k, s)] for s in model_seeds} for k in key_seeds}
+        reads = []
+        for k in key_seeds:
+            for s in model_seeds:
+                q = fps[("query", k, s)]
+                reads.append(Read(q, dbs[k], {"kind": "identify", "key_seed": k, "model": _name(s)}, keys[k]))
+                for r in model_seeds:  # one entry at a time, as unicity asks too (the Modified model's matches)
+                    reads.append(Read(q, {_name(r): dbs[k][_name(r)]},
+                                      {"kind": "pair", "key_seed": k, "model": _name(s), "reference": _name(r)}, keys[k]))
+        return run_blind(method, reads, seed=_seed("match", *tag), operation="match")
+
+    out = _cached_reads(zoo, method, task_name, {"clause": "robustness", "config": tag[3], "modification": tag[4],
+                                                 "model_seeds": list(model_seeds), "key_seeds": list(key_seeds),
+                                                 "modification_seeds": [[s, k, modified[(s, k)][1]] for s in model_seeds
+                                                                        for k in key_seeds]},
+                        reads_of_the_clause)
     pairs = [r for r in out if r["kind"] == "pair"]
     rows = []
     for r in (r for r in out if r["kind"] == "identify"):

@@ -38,7 +38,7 @@ def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any
     task = zoo.task(task_name)
     keys = task.performance_keys
     pol = zoo.profile.decisions
-    wanted = set(zoo.profile.key_seeds if key_seeds is None else key_seeds)
+    wanted = set(zoo.profile.key_seeds_of(task_name) if key_seeds is None else key_seeds)
     camp = (campaign(zoo, method, task_name, config, None) if key_seeds is None else
             campaign(zoo, method, task_name, config, None, key_seeds=list(key_seeds), null=False))
     rows: list[dict[str, Any]] = []
@@ -74,7 +74,7 @@ def check_imperceptibility(zoo, method, task_name: str, config: Mapping[str, Any
                 "impact_spread_over_keys": {k: max(v) - min(v) for k, v in impacts.items()},
                 "mean_relative_loss": {k: d.statistic.get("mean_relative_loss") for k, d in decisions.items()},
                 "loss_bounds": {k: [d.statistic.get("lower"), d.statistic.get("upper")] for k, d in decisions.items()},
-                "M": len(zoo.profile.model_seeds), "D": len(wanted), "detected": sum(r["detected"] for r in rows)}
+                "M": len(zoo.profile.model_seeds_of(task_name)), "D": len(wanted), "detected": sum(r["detected"] for r in rows)}
     title = f"Imperceptibility of {method.name} on {task_name} {_cfg(config)}"
     pct = sorted({100 * m for m in margins.values()})
     threshold = {"noninferiority_margin_percent": pct[0] if len(pct) == 1 else {k: 100 * m for k, m in margins.items()},

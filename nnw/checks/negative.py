@@ -35,7 +35,7 @@ def _measured(decision, rows, zoo) -> dict[str, Any]:
     return {"false_alarms": st.get("k", 0), "negatives": st.get("n", 0), "false_alarm_rate": st.get("rate"),
             "false_alarm_ci": st.get("ci", [0.0, 1.0]), "p_value": st.get("p_value"),
             "power": decision.power.get("power"), "max_score": max((r["score"] for r in rows), default=None),
-            "M": len(zoo.profile.model_seeds)}
+            "M": len({r["model_seed"] for r in rows})}
 
 
 @fail_on_misbehaviour

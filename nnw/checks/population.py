@@ -1,7 +1,8 @@
 """The standard's population for one (task, method, configuration, Modification value).
 
 NNW-NNT: M unmarked models (the profile's ``model_seeds``), each with D marked versions (the
-profile's ``key_seeds``, made distinct per model seed by :func:`population_key_seed`), so
+profile's ``key_seeds``, made distinct per model seed by :func:`population_key_seed`); a task's
+``population`` entry may set its own M and D (:meth:`nnw.profile.Profile.model_seeds_of`), so
 M × (D + 1) models per Modification value. Every clause reads this whole population, through the
 blind runner of :mod:`nnw.checks.campaign`; the campaign is computed once per process and shared by
 the clauses that read it (robustness, false alarms, cross-Actor interference, imperceptibility).
@@ -27,7 +28,7 @@ def marked_population(zoo, method, task_name: str, config: Mapping[str, Any], ke
     """``{(s, d): Marked}`` for the M model seeds × D key seeds of the profile (or ``key_seeds``)."""
     p = zoo.profile
     return {(s, d): zoo.marked(task_name, method, config, s, population_key_seed(s, d))
-            for s in p.model_seeds for d in (p.key_seeds if key_seeds is None else key_seeds)}
+            for s in p.model_seeds_of(task_name) for d in (p.key_seeds_of(task_name) if key_seeds is None else key_seeds)}
 
 
 def _null_keys(zoo, method, task_name: str, config: Mapping[str, Any], s: int):
@@ -35,16 +36,50 @@ def _null_keys(zoo, method, task_name: str, config: Mapping[str, Any], s: int):
     memo = _memo(zoo)
     k = ("null-keys", task_name, method.name, json.dumps(dict(config), sort_keys=True, default=str), s)
     if k not in memo:
-        seeds = zoo.profile.model_seeds
-        if len(seeds) > 1:
-            donor, _ = zoo.unmarked(task_name, seeds[(seeds.index(s) + 1) % len(seeds)])
-        else:  # one model seed: a model of the architecture that was never trained on the task
-            donor = zoo.task(task_name).build_model(1_000_003).to(zoo.device).eval()
-        zoo.progress(f"drawing {zoo.profile.decisions['null_keys']} null Keys of {method.name} for "
-                     f"{task_name} seed {s}")
-        memo[k] = null_keys(method, donor, model_seed=s, count=int(zoo.profile.decisions["null_keys"]),
-                            config=config, start=int(getattr(zoo.profile, "data", {}).get("null_key_start", 0)))
+        seeds = zoo.profile.model_seeds_of(task_name)
+        donor_seed = seeds[(seeds.index(s) + 1) % len(seeds)] if len(seeds) > 1 else None
+        count = int(zoo.profile.decisions["null_keys"])
+        start = int(getattr(zoo.profile, "data", {}).get("null_key_start", 0))
+
+        def draw():
+            if donor_seed is not None:
+                donor, _ = zoo.unmarked(task_name, donor_seed)
+            else:  # one model seed: a model of the architecture that was never trained on the task
+                donor = zoo.task(task_name).build_model(1_000_003).to(zoo.device).eval()
+            zoo.progress(f"drawing {count} null Keys of {method.name} for {task_name} seed {s}")
+            return null_keys(method, donor, model_seed=s, count=count, config=config, start=start)
+
+        memo[k] = _cached_keys(zoo, method, task_name, config, s, donor_seed, count, start, draw)
     return memo[k]
+
+
+def _cached_keys(zoo, method, task_name, config, s, donor_seed, count, start, draw):
+    """The null Keys, kept in the model cache (a Key is data: tensors and JSON, never code), so the
+    xdist workers and a warm run draw them once: NCT inserts each in a copy of the donor."""
+    if getattr(zoo, "cache", None) is None:
+        return draw()
+    from nnw.methods.identity import method_identity
+    from nnw.zoo import RECIPE_VERSION, key_from_entry, key_to_entry
+
+    spec = {"kind": "null-keys", "recipe_version": RECIPE_VERSION, "task": zoo.task(task_name).spec(),
+            **method_identity(method), "config": json.loads(json.dumps(dict(config), default=str)),
+            "model_seed": s, "donor_seed": donor_seed, "count": count, "start": start, "numerics": zoo.numerics,
+            "name": f"null keys {task_name} {method.name} seed {s}"}
+
+    def build():
+        state, metas = {}, []
+        for j, key in enumerate(draw()):
+            st, meta = key_to_entry(key)
+            state.update({f"{j}.{name}": t for name, t in st.items()})
+            metas.append(meta)
+        return state, {"keys": metas}
+
+    state, record = zoo.cache.get_or_build(spec, build)
+    per_key: list[dict] = [{} for _ in record["keys"]]
+    for name, t in state.items():
+        j, _, rest = name.partition(".")
+        per_key[int(j)][rest] = t
+    return [key_from_entry(st, meta) for st, meta in zip(per_key, record["keys"])]
 
 
 def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modification=None, *,
@@ -76,8 +111,8 @@ def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modificatio
         return memo[mk]
     spec = {"kind": "campaign", "recipe_version": RECIPE_VERSION, "task": zoo.task(task_name).spec(),
             **method_identity(method), "config": json.loads(json.dumps(dict(config), default=str)),
-            "modification": mod_id, "model_seeds": p.model_seeds,
-            "key_seeds": p.key_seeds if key_seeds is None else list(key_seeds), "null": null,
+            "modification": mod_id, "model_seeds": p.model_seeds_of(task_name),
+            "key_seeds": p.key_seeds_of(task_name) if key_seeds is None else list(key_seeds), "null": null,
             "null_keys": int(p.decisions["null_keys"]) if null else 0, "numerics": zoo.numerics,
             "name": f"campaign {task_name} {method.name} {mod_id or 'unmodified'}"}
     if null and p.data.get("null_key_start"):  # another set of null Keys (seed-set stability runs)
@@ -109,7 +144,7 @@ def _run_campaign(zoo, method, task_name, config, modification, key_seeds, null,
             perf = m.record["performance"]
         reads.append(Read(model, m.key, {"kind": "marked", "model_seed": s, "key_seed": d,
                                          "perf_ref": m.record["performance"], "perf": perf}))
-    for s in (p.model_seeds if null else ()):
+    for s in (p.model_seeds_of(task_name) if null else ()):
         model, _ = zoo.unmarked(task_name, s)
         if modification is not None:
             first = next(m for (s2, _), m in population.items() if s2 == s)
@@ -118,7 +153,7 @@ def _run_campaign(zoo, method, task_name, config, modification, key_seeds, null,
         for j, key in enumerate(_null_keys(zoo, method, task_name, config, s)):
             reads.append(Read(model, key, {"kind": "null", "model_seed": s, "null_key": j}))
     if modification is None and null:  # each marked model read with other Actors' Keys: the null Keys of its
-        D = len(population) // len(p.model_seeds)  # seed, dealt out over its D marked versions (M × null_keys reads in all)
+        D = len(population) // len(p.model_seeds_of(task_name))  # seed, dealt out over its D marked versions (M × null_keys reads in all)
         for (s, d), m in population.items():
             i = sorted(d2 for (s2, d2) in population if s2 == s).index(d)
             for j, key in enumerate(_null_keys(zoo, method, task_name, config, s)):

@@ -83,7 +83,7 @@ def check_robustness(zoo, method, task_name: str, config: Mapping[str, Any], mod
                 "not_assessable": len(rows) - len(useful), "missed": len(misses),
                 "missed_detection_rate": decision.statistic.get("rate"),
                 "missed_detection_ci": decision.statistic.get("ci", [0.0, 1.0]),
-                "M": len(zoo.profile.model_seeds), "D": len(zoo.profile.key_seeds)}
+                "M": len(zoo.profile.model_seeds_of(task_name)), "D": len(zoo.profile.key_seeds_of(task_name))}
     if any("actors" in r for r in rows):
         measured["actors_recovered_at_end"] = [len(r["actors"][-1]["recovered"]) for r in rows if "actors" in r]
     if len(rows) > 1:

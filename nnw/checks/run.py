@@ -39,10 +39,16 @@ def check_case(zoo, methods: Mapping[str, Any], case) -> ClauseResult:
 
         robust = p.method_grid(case.method, "robustness")
         in_robust = all(case.config_dict.get(k) in v for k, v in robust.items())
-        # robustness configurations: the whole population (shared with robustness and false
-        # alarms); the rest of the grid: one marked version per model seed (M pairs)
-        return check_imperceptibility(zoo, method, case.task, case.config_dict,
-                                      key_seeds=None if in_robust else p.key_seeds[:1], table=case.table)
+        # classification, robustness configurations: the whole population, shared with robustness
+        # and false alarms; the rest of the classification grid: one marked version per model seed
+        # (M pairs); the other tasks, judged on imperceptibility alone: their whole population, and
+        # no null reads (no false-alarm clause reads them)
+        if p.tasks[case.task]["task"] != "classification":
+            key_seeds = p.key_seeds_of(case.task)
+        else:
+            key_seeds = None if in_robust else p.key_seeds_of(case.task)[:1]
+        return check_imperceptibility(zoo, method, case.task, case.config_dict, key_seeds=key_seeds,
+                                      table=case.table)
     if prop == "robustness":
         from nnw.checks.robustness import check_robustness
 
@@ -69,21 +75,21 @@ def check_case(zoo, methods: Mapping[str, Any], case) -> ClauseResult:
     if prop == "fingerprint_unicity":
         from nnw.checks.fingerprinting import check_fingerprint_unicity
 
-        return check_fingerprint_unicity(zoo, method, case.task, case.config_dict, model_seeds=p.model_seeds,
-                                         key_seeds=p.key_seeds, nominal=p.decisions["nominal_false_alarm_rate"],
+        return check_fingerprint_unicity(zoo, method, case.task, case.config_dict,
+                                         model_seeds=p.model_seeds_of(case.task), key_seeds=p.key_seeds_of(case.task), nominal=p.decisions["nominal_false_alarm_rate"],
                                          clauses_in_family=family_size(p, method, prop))
     if prop == "fingerprint_robustness":
         from nnw.checks.fingerprinting import check_fingerprint_robustness
 
         return check_fingerprint_robustness(zoo, method, case.task, case.config_dict, mod,
-                                            model_seeds=p.model_seeds, key_seeds=p.key_seeds,
+                                            model_seeds=p.model_seeds_of(case.task), key_seeds=p.key_seeds_of(case.task),
                                             tolerance=p.thresholds["useful_error_tolerance"],
                                             clauses_in_family=family_size(p, method, prop))
     if prop == "integrity":
         from nnw.checks.integrity import check_integrity
 
-        return check_integrity(zoo, method, case.task, case.config_dict, mod, model_seeds=p.model_seeds,
-                               key_seeds=p.key_seeds, clauses_in_family=family_size(p, method, prop))
+        return check_integrity(zoo, method, case.task, case.config_dict, mod, model_seeds=p.model_seeds_of(case.task),
+                               key_seeds=p.key_seeds_of(case.task), clauses_in_family=family_size(p, method, prop))
     raise ValueError(f"no check for the property {prop!r}")
 
 
