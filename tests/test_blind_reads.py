@@ -369,3 +369,22 @@ def test_false_claims_are_read_blind_on_real_models(tmp_path):
     with pytest.raises(MethodMisbehaved, match="changed the model it was given to detect in"):
         check_false_claims(UntrainedZoo(), Zeroing(), "ResNet8", cfg, surrogate_seeds=[7], model_seeds=[0], keys=1,
                            eps=[0.0], steps=1)
+
+
+def test_fingerprint_robustness_distills_a_fresh_student_for_each_key_and_fine_tunes_once():
+    """A Modification that trains a fresh model (distillation) gives D students per model, since a
+    student's usefulness varies like a fresh training's; fine-tuning continues the model: one version."""
+    from nnw.modifications import parse_modification
+
+    class TrainingZoo(FpZoo):
+        def modified(self, task, model, modification, *, seed, identity, method, key):
+            return {**model, "modified": modification.name, "seed": seed}
+
+        def evaluate(self, task, model, identity):
+            return {"top1": 0.8}
+
+    fp = SyntheticFingerprinter(0.0, 0, 0.0)
+    for name, versions in (("distillation(E=3)", 9), ("finetuning(E=1)", 3)):
+        res = check_fingerprint_robustness(TrainingZoo(EMBEDDED), fp, "ResNet8", {}, parse_modification(name),
+                                           model_seeds=[0, 1, 2], key_seeds=[0, 1, 2], tolerance=0.1)
+        assert len({(r["model"], r["modification_seed"]) for r in res.rows}) == versions, name

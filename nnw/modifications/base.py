@@ -286,6 +286,9 @@ class Modification(abc.ABC):
 
     family: ClassVar[str]
     needs_training: ClassVar[bool] = False
+    #: Trains a new model from scratch (distillation, extraction): each seed gives another model,
+    #: whose usefulness varies as much as a fresh training's does.
+    fresh_model: ClassVar[bool] = False
     defaults: ClassVar[Mapping[str, Any]] = {}
     #: Bumped when the procedure behind an unchanged ``name`` changes what it produces.
     procedure: ClassVar[int] = 1

@@ -73,6 +73,7 @@ class Distillation(Modification):
 
     family: ClassVar[str] = "distillation"
     needs_training: ClassVar[bool] = True
+    fresh_model: ClassVar[bool] = True
     defaults = {"T": 4.0}
 
     def __init__(self, E: int, T: float = 4.0) -> None:

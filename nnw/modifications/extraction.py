@@ -75,6 +75,7 @@ class Extraction(Modification):
 
     family: ClassVar[str] = "extraction"
     needs_training: ClassVar[bool] = True
+    fresh_model: ClassVar[bool] = True
     defaults = {"source": "dead_leaves", "n": 4000, "T": 4.0}
 
     def __init__(self, E: int, source: str = "dead_leaves", n: int = 4000, T: float = 4.0) -> None:
