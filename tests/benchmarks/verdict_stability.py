@@ -11,6 +11,7 @@ Or compare two certificates written by pytest runs (both cores; a profile file t
 ``model_seeds`` or ``key_seeds`` is a size change, not a policy change):
 
     python tests/benchmarks/verdict_stability.py --compare A.json B.json
+    python tests/benchmarks/verdict_stability.py --write-profile model other.json   # for pytest --nnw-profile
 """
 from __future__ import annotations
 
@@ -20,10 +21,23 @@ import sys
 from dataclasses import replace
 
 
-def _with_seeds(profile, model_seeds, key_seeds):
+def _shifted(seeds: list[int]) -> list[int]:
+    """As many seeds again, after the largest: a disjoint set."""
+    return list(range(max(seeds) + 1, max(seeds) + 1 + len(seeds)))
+
+
+def _other_seeds(profile, split: str):
+    """``profile`` on a disjoint set of model seeds (``split="model"``) or of Key seeds and null Keys
+    (``"key"``), every task's own ``population`` shifted the same way."""
     data = json.loads(json.dumps(profile.data))
-    data["model_seeds"], data["key_seeds"] = list(model_seeds), list(key_seeds)
-    return replace(profile, data=data, name=f"{profile.name}-seeds-{model_seeds}-{key_seeds}")
+    field = "model_seeds" if split == "model" else "key_seeds"
+    data[field] = _shifted(data[field])
+    for task in data["tasks"].values():
+        if field in task.get("population", {}):
+            task["population"][field] = _shifted(task["population"][field])
+    if split == "key":  # another set of null Keys too
+        data["null_key_start"] = int(data.get("null_key_start", 0)) + int(data["decisions"]["null_keys"])
+    return replace(profile, data=data, name=f"{profile.name}-other-{split}-seeds")
 
 
 def main(argv=None) -> int:
@@ -37,20 +51,26 @@ def main(argv=None) -> int:
     ap.add_argument("--split", choices=("model", "key"), default="model")
     ap.add_argument("--task", action="append", help="restrict to these tasks (repeatable)")
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--write-profile", nargs=2, metavar=("SPLIT", "PATH"),
+                    help="write the profile on the other seed set (model or key) for a pytest run, and stop")
     args = ap.parse_args(argv)
+    if args.write_profile:
+        split, path = args.write_profile
+        if split not in ("model", "key"):
+            ap.error("--write-profile takes model or key")
+        other = _other_seeds(load_profile(args.profile), split)
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({**other.data, "name": other.name}, fh, indent=1)
+        return 0
     if args.compare:
         return compare(*[json.loads(open(p, encoding="utf-8").read()) for p in args.compare], labels=args.compare)
     if not args.method:
         ap.error("a method, or --compare A B")
     base = load_profile(args.profile)
-    m, d = len(base.model_seeds), len(base.key_seeds)
-    if args.split == "model":
-        sets = [(list(range(m)), base.key_seeds), (list(range(m, 2 * m)), base.key_seeds)]
-    else:
-        sets = [(base.model_seeds, list(range(d))), (base.model_seeds, list(range(d, 2 * d)))]
+    profiles = [base, _other_seeds(base, args.split)]
+    sets = [(p.model_seeds, p.key_seeds) for p in profiles]
     select = (lambda c: c.task in args.task) if args.task else None
-    certs = [check_method(args.method, _with_seeds(base, ms, ks), cache_dir=args.cache_dir, select=select)
-             for ms, ks in sets]
+    certs = [check_method(args.method, p, cache_dir=args.cache_dir, select=select) for p in profiles]
     verdicts = [{c["nodeid"]: c["verdict"] for c in cert["clauses"]} for cert in certs]
     flips = sorted(n for n in verdicts[0] if verdicts[0][n] != verdicts[1].get(n))
     print(f"{args.method} on {args.profile}: {len(verdicts[0])} clauses; seeds {sets[0]} vs {sets[1]}")
