@@ -16,7 +16,6 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Mapping
 
 import torch

@@ -8,7 +8,6 @@ segmentation); up-sampling and generation: L1 distance to the teacher's output (
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 from typing import ClassVar
 
