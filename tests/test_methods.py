@@ -760,3 +760,28 @@ def test_nct_match_with_the_key_ranks_within_layers():
     _, plain = nct.match(fa, {"b": fb})
     _, within = nct.match(fa, {"b": fb}, key=key.copy())
     assert plain > 0.3 and abs(within) < 0.2
+
+
+def test_nct_within_layer_quantiles_equal_scipy_ranks_per_layer():
+    """NCT's statistic ranks each value within its own layer (one sort for all layers): mid-ranks
+    for ties, / (count + 1), bit-identical to scipy.stats.rankdata layer by layer."""
+    import numpy as np
+    import torch
+    from scipy.stats import rankdata
+
+    from nnw.methods.nct import _within_layer_quantiles
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        counts = [int(c) for c in rng.integers(1, 80, size=int(rng.integers(1, 10)))]
+        v = rng.normal(size=sum(counts)).astype(np.float32)
+        if trial % 3 == 0:
+            v = np.round(v * 2)  # ties
+        if trial % 5 == 0:
+            v[: v.size // 2] = 0.0
+        got = _within_layer_quantiles(torch.from_numpy(v), counts)
+        want, start = np.empty(v.size), 0
+        for c in counts:
+            want[start:start + c] = rankdata(v[start:start + c].astype(np.float64)) / (c + 1)
+            start += c
+        assert np.array_equal(got, want), trial
