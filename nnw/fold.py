@@ -10,6 +10,7 @@ control flow, a wrapper) is evaluated as it is.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     except Exception:  # noqa: BLE001 — untraceable: evaluate the model as it is
         return model
     modules = dict(gm.named_modules())
+    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
     folded = 0
     for node in list(gm.graph.nodes):
         bn = modules.get(node.target) if node.op == "call_module" else None
@@ -47,8 +49,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             continue
         prev = node.args[0]
         conv = modules.get(prev.target) if isinstance(prev, torch.fx.Node) and prev.op == "call_module" else None
-        if not isinstance(conv, nn.Conv2d) or len(prev.users) != 1 \
-                or sum(1 for n in gm.graph.nodes if n.op == "call_module" and n.target == prev.target) != 1:
+        if not isinstance(conv, nn.Conv2d) or len(prev.users) != 1 or calls[prev.target] != 1:
             continue  # a convolution called twice (shared) or read by others keeps its BatchNorm
         parent, _, name = prev.target.rpartition(".")
         fused = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)

@@ -66,6 +66,7 @@ class Zoo:
         self.profile, self.cache, self.device, self.data_root = profile, cache, device, data_root
         self.progress = progress or (lambda msg: None)
         self._tasks: dict[str, Task] = {}
+        self._skeletons: dict[str, torch.nn.Module] = {}  # per task, never handed out (see _load_model)
         # CPU kernels reduce in a thread-count-dependent order: fix the count (profile's cpu_threads)
         # and make it part of every cache key, so entries built differently never mix.
         self.threads = int(profile.data.get("cpu_threads", 0)) if device.type == "cpu" else 0
@@ -99,7 +100,7 @@ class Zoo:
         from nnw.io import load_into
 
         # a copy of one skeleton per task, never handed out: building runs the initializers (DeepLabV3: 0.2 s)
-        skeleton = self.__dict__.setdefault("_skeletons", {}).get(task.name)
+        skeleton = self._skeletons.get(task.name)
         if skeleton is None:
             skeleton = self._skeletons[task.name] = task.build_model(0)
         model = copy.deepcopy(skeleton)

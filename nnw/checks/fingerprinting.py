@@ -34,7 +34,7 @@ import random
 from typing import Any, Mapping, Sequence
 
 from nnw.checks.campaign import Read, fail_on_misbehaviour, model_digest, run_blind
-from nnw.checks.common import fmt, unmarked_identity
+from nnw.checks.common import fmt, reads_spec, unmarked_identity
 from nnw.checks.decision import FAIL, INCONCLUSIVE, NOT_ASSESSED, PASS, Decision, excess_rate, missed_detections
 from nnw.checks.result import ClauseResult
 from nnw.checks.robustness import degradation, tolerance_record
@@ -67,12 +67,8 @@ def _cached_reads(zoo, method, task_name: str, what: Mapping[str, Any], run) -> 
     warm run neither extracts nor matches again."""
     if getattr(zoo, "cache", None) is None:  # a zoo without a model cache (the suite's own tests)
         return run()
-    from nnw.methods.identity import method_identity
-    from nnw.zoo import RECIPE_VERSION
-
-    spec = {"kind": "fingerprint-reads", "recipe_version": RECIPE_VERSION, "task": zoo.task(task_name).spec(),
-            **method_identity(method), **json.loads(json.dumps(dict(what), default=str)), "numerics": zoo.numerics,
-            "name": f"fingerprint {what['clause']} {task_name} {method.name}"}
+    spec = reads_spec(zoo, method, task_name, "fingerprint-reads", f"fingerprint {what['clause']} {task_name} {method.name}",
+                      **what)
     _, record = zoo.cache.get_or_build(spec, lambda: ({}, {"rows": run()}))
     return [dict(r) for r in record["rows"]]
 

@@ -13,7 +13,7 @@ import json
 from typing import Any, Mapping
 
 from nnw.checks.campaign import Read, null_keys, population_key_seed, run_blind
-from nnw.checks.common import marked_identity, unmarked_identity
+from nnw.checks.common import marked_identity, reads_spec, unmarked_identity
 
 
 def _memo(zoo) -> dict:
@@ -58,13 +58,10 @@ def _cached_keys(zoo, method, task_name, config, s, donor_seed, count, start, dr
     xdist workers and a warm run draw them once: NCT inserts each in a copy of the donor."""
     if getattr(zoo, "cache", None) is None:
         return draw()
-    from nnw.methods.identity import method_identity
-    from nnw.zoo import RECIPE_VERSION, key_from_entry, key_to_entry
+    from nnw.zoo import key_from_entry, key_to_entry
 
-    spec = {"kind": "null-keys", "recipe_version": RECIPE_VERSION, "task": zoo.task(task_name).spec(),
-            **method_identity(method), "config": json.loads(json.dumps(dict(config), default=str)),
-            "model_seed": s, "donor_seed": donor_seed, "count": count, "start": start, "numerics": zoo.numerics,
-            "name": f"null keys {task_name} {method.name} seed {s}"}
+    spec = reads_spec(zoo, method, task_name, "null-keys", f"null keys {task_name} {method.name} seed {s}",
+                      config=dict(config), model_seed=s, donor_seed=donor_seed, count=count, start=start)
 
     def build():
         state, metas = {}, []
@@ -102,19 +99,14 @@ def campaign(zoo, method, task_name: str, config: Mapping[str, Any], modificatio
         return memo[mk]
     # the rows are deterministic given the method's code, the models and the Keys: cached, so a warm
     # run neither loads a model nor runs a detection it has run before
-    from nnw.methods.identity import method_identity
-    from nnw.zoo import RECIPE_VERSION
-
     p = zoo.profile
     if getattr(zoo, "cache", None) is None:  # a zoo without a model cache (the suite's own tests)
         memo[mk] = _run_campaign(zoo, method, task_name, config, modification, key_seeds, null, mk)
         return memo[mk]
-    spec = {"kind": "campaign", "recipe_version": RECIPE_VERSION, "task": zoo.task(task_name).spec(),
-            **method_identity(method), "config": json.loads(json.dumps(dict(config), default=str)),
-            "modification": mod_id, "model_seeds": p.model_seeds_of(task_name),
-            "key_seeds": p.key_seeds_of(task_name) if key_seeds is None else list(key_seeds), "null": null,
-            "null_keys": int(p.decisions["null_keys"]) if null else 0, "numerics": zoo.numerics,
-            "name": f"campaign {task_name} {method.name} {mod_id or 'unmodified'}"}
+    spec = reads_spec(zoo, method, task_name, "campaign", f"campaign {task_name} {method.name} {mod_id or 'unmodified'}",
+                      config=dict(config), modification=mod_id, model_seeds=p.model_seeds_of(task_name),
+                      key_seeds=p.key_seeds_of(task_name) if key_seeds is None else list(key_seeds), null=null,
+                      null_keys=int(p.decisions["null_keys"]) if null else 0)
     if null and p.data.get("null_key_start"):  # another set of null Keys (seed-set stability runs)
         spec["null_key_start"] = int(p.data["null_key_start"])
     _, record = zoo.cache.get_or_build(spec, lambda: ({}, _run_campaign(zoo, method, task_name, config,
